@@ -1,0 +1,1 @@
+//! The Livepatch on-prem server. Work in progress: see issue 3.
