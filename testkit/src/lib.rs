@@ -446,6 +446,17 @@ impl PgCluster {
         )
     }
 
+    /// A plain-SQL dump of `database` (`pg_dump`), e.g. to prove a secret is stored nowhere.
+    pub fn dump(&self, database: &str) -> io::Result<String> {
+        run(
+            Command::new(pg_bin("pg_dump"))
+                .arg("-h")
+                .arg(self.dir.path().join("sock"))
+                .args(["-p", &self.port.to_string(), "-U", "postgres", "--inserts", database]),
+            "pg_dump",
+        )
+    }
+
     /// Creates a database (owned by `owner` when given).
     pub fn create_database(&self, name: &str, owner: Option<&str>) -> io::Result<()> {
         let owner = owner.map(|o| format!(" OWNER \"{o}\"")).unwrap_or_default();
@@ -694,24 +705,108 @@ impl Drop for ServerProcess {
 /// A minimal blocking HTTP/1.1 GET on 127.0.0.1 returning (status, body); enough to probe
 /// readiness without an HTTP client dependency.
 pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+    let r = http_request(port, "GET", path, &[], &[])?;
+    Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// A response read by [`http_request`].
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (`Connection: close`, so everything until EOF).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A blocking HTTP/1.1 request to 127.0.0.1:`port` with `Connection: close`; the body is sent
+/// with a `Content-Length`. Enough for tests that drive a real server process.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+/// Parses a complete HTTP/1.1 response (headers and a body read to EOF, chunked or not).
+pub fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| io::Error::other("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other("malformed HTTP response"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+        .ok_or_else(|| io::Error::other("malformed status line"))?;
+    let headers = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect::<Vec<_>>();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body)?;
+    }
+    Ok(HttpResponse { status, headers, body })
+}
+
+fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| io::Error::other("bad chunk"))?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| io::Error::other("bad chunk size"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err(io::Error::other("truncated chunk"));
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,9 @@
+//! Integration tests of the workload against real throwaway PostgreSQL clusters and real
+//! processes. One binary (faster to build); under nextest each test still runs in its own process.
+
+mod admin;
+mod client;
+mod common;
+mod downloads;
+mod routes;
+mod schema_tool;
