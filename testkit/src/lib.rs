@@ -452,7 +452,14 @@ impl PgCluster {
             Command::new(pg_bin("pg_dump"))
                 .arg("-h")
                 .arg(self.dir.path().join("sock"))
-                .args(["-p", &self.port.to_string(), "-U", "postgres", "--inserts", database]),
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "--inserts",
+                    database,
+                ]),
             "pg_dump",
         )
     }
@@ -723,7 +730,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text.
@@ -784,7 +794,11 @@ pub fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
     {
         body = dechunk(&body)?;
     }
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {

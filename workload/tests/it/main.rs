@@ -5,5 +5,7 @@ mod admin;
 mod client;
 mod common;
 mod downloads;
+mod process;
 mod routes;
 mod schema_tool;
+mod tls;
