@@ -5,6 +5,7 @@ mod admin;
 mod client;
 mod common;
 mod downloads;
+mod openapi;
 mod process;
 mod routes;
 mod schema_tool;

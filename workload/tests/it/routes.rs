@@ -6,18 +6,21 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 fn scan_file(text: &str, out: &mut BTreeSet<(String, String)>) {
+    // `.route(` then the path literal (rustfmt may break the line in between), then the method
+    // router up to the next `.route(` or the end of the function.
+    let route_re = regex::Regex::new(r#"\.route\(\s*"([^"]+)""#).unwrap();
     let method_re = regex::Regex::new(r"(?:^|[\s.(:])(get|post|put|delete|patch)\(").unwrap();
-    let mut rest = text;
-    while let Some(i) = rest.find(".route(\"") {
-        rest = &rest[i + 8..];
-        let end = rest.find('"').unwrap();
-        let path = rest[..end].to_string();
-        let after = &rest[end..];
-        let stop = [after.find(".route("), after.find("\n}")]
-            .into_iter()
-            .flatten()
-            .min()
+    let starts: Vec<_> = route_re
+        .captures_iter(text)
+        .map(|c| (c.get(0).unwrap().end(), c[1].to_string()))
+        .collect();
+    for (i, (end, path)) in starts.iter().enumerate() {
+        let after = &text[*end..];
+        let next = starts
+            .get(i + 1)
+            .map(|(e, _)| e - end)
             .unwrap_or(after.len());
+        let stop = after.find("\n}").unwrap_or(after.len()).min(next);
         for m in method_re.captures_iter(&after[..stop]) {
             out.insert((m[1].to_uppercase(), path.clone()));
         }
