@@ -249,6 +249,43 @@ keys! {
     "otel-metrics.insecure" Bool NotYet "false" "true" "Plain-text OTLP.";
 }
 
+/// The key table of `workload/CONFIG.md` (a test keeps the file equal to this).
+pub fn render_markdown_table() -> String {
+    let mut out = String::from("| Key | Environment variable | Type | Default | Status | Meaning |\n|---|---|---|---|---|---|\n");
+    for k in KEYS {
+        let kind = match k.kind {
+            Kind::Bool => "bool",
+            Kind::Int => "int",
+            Kind::Duration => "duration",
+            Kind::Str => "string",
+            Kind::Secret => "secret",
+            Kind::Enum => "enum",
+            Kind::Address => "host:port",
+            Kind::List => "csv",
+            Kind::Cidrs => "CIDR list",
+            Kind::Float => "number",
+        };
+        let support = match k.support {
+            Support::Yes => "implemented",
+            Support::HostedOnly => "hosted-only: accepted, not implemented",
+            Support::NotYet => "accepted, not implemented yet",
+            Support::Ignored => "accepted, ignored",
+        };
+        let default = if k.default.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {kind} | {default} | {support} | {} |\n",
+            k.key,
+            env_name(k.key),
+            k.doc.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// Key prefixes accepted and ignored whatever follows (profiler flags, the legacy event bus).
 pub const IGNORED_PREFIXES: &[&str] = &["profiler.", "machine-reports.event-bus."];
 

@@ -147,6 +147,27 @@ pub struct CheckIn {
     pub uptime_seconds: Option<i64>,
 }
 
+/// What enrolment records about a machine.
+#[derive(Clone, Debug)]
+pub struct Enrollment<'a> {
+    /// The machine.
+    pub id: &'a MachineId,
+    /// The auth token's tier.
+    pub tier_id: i32,
+    /// The auth token's label.
+    pub auth_token_id: &'a str,
+    /// SHA-256 of the new machine token.
+    pub token_hash: &'a [u8; 32],
+    /// Architecture.
+    pub architecture: &'a str,
+    /// Kernel as reported.
+    pub kernel: &'a str,
+    /// Host name.
+    pub hostname: Option<&'a str>,
+    /// Client version.
+    pub client_version: Option<&'a str>,
+}
+
 /// A machine as the admin reports and the client info route show it.
 #[derive(Clone, Debug)]
 pub struct MachineInfo {
@@ -833,18 +854,8 @@ impl Store {
     // ----------------------------------------------------------------------------------------
     // Machines
 
-    /// Enrols (or re-enrols) a machine in `tier_id` with a new token hash; true when new.
-    pub async fn enroll(
-        &self,
-        id: &MachineId,
-        tier_id: i32,
-        auth_token_id: &str,
-        token_hash: &[u8; 32],
-        architecture: &str,
-        kernel: &str,
-        hostname: Option<&str>,
-        client_version: Option<&str>,
-    ) -> Result<bool> {
+    /// Enrols (or re-enrols) a machine with a new token hash; true when new.
+    pub async fn enroll(&self, e: &Enrollment<'_>) -> Result<bool> {
         let row = self
             .query(
                 "EnrollMachine",
@@ -854,7 +865,16 @@ impl Store {
                      auth_token_id = excluded.auth_token_id, architecture = excluded.architecture,
                      kernel = excluded.kernel, hostname = excluded.hostname, client_version = excluded.client_version
                  RETURNING (xmax = 0)",
-                &[&id.as_str(), &token_hash.as_slice(), &tier_id, &auth_token_id, &architecture, &kernel, &hostname, &client_version],
+                &[
+                    &e.id.as_str(),
+                    &e.token_hash.as_slice(),
+                    &e.tier_id,
+                    &e.auth_token_id,
+                    &e.architecture,
+                    &e.kernel,
+                    &e.hostname,
+                    &e.client_version,
+                ],
             )
             .await?;
         Ok(row.first().map(|r| r.get(0)).unwrap_or(false))

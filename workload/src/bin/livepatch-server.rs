@@ -31,6 +31,15 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    // A panic is a crash event (§4.4); the message goes through the redacting logger.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        security::process_event(
+            "process_crash",
+            &format!("livepatch-server panicked: {info}"),
+        );
+        default_hook(info);
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -178,7 +178,6 @@ impl PatchStorage for PostgresStorage {
             };
             let (sha256, size) = pump(body, limit, |chunk| {
                 let buffer = buffer.clone();
-                let flush = flush.clone();
                 async move {
                     let mut b = buffer.lock().await;
                     let mut rest: &[u8] = &chunk;

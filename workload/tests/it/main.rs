@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod common;
+mod docs;
 mod downloads;
 mod openapi;
 mod process;

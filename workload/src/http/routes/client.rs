@@ -111,18 +111,19 @@ async fn enroll(
         .inc();
 
     let minted = domain::mint_token(TokenKind::Machine);
+    let kernel_text = kernel.to_string();
     let created = state
         .store
-        .enroll(
-            &id,
+        .enroll(&crate::store::Enrollment {
+            id: &id,
             tier_id,
-            &token_id,
-            &minted.hash,
+            auth_token_id: &token_id,
+            token_hash: &minted.hash,
             architecture,
-            &kernel.to_string(),
-            hostname.as_deref(),
-            client_version.as_deref(),
-        )
+            kernel: &kernel_text,
+            hostname: hostname.as_deref(),
+            client_version: client_version.as_deref(),
+        })
         .await?;
     let tier = state.store.tier_name(tier_id).await?;
     emit(

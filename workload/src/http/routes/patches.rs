@@ -18,9 +18,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/patches/{filename}", get(download))
 }
 
+/// A `Range` that lies wholly outside the file (416).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// A single byte range, resolved against the size: `Ok(None)` = serve everything (no Range, a
 /// multi-range or a syntax we ignore, as RFC 9110 allows), `Err` = unsatisfiable.
-pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return Ok(None);
     };
@@ -36,7 +40,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>
             return Ok(None);
         };
         if n == 0 || size == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (size.saturating_sub(n), size - 1)
     } else {
@@ -52,7 +56,7 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>
             }
         };
         if start >= size {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (start, end)
     };
@@ -112,7 +116,7 @@ async fn download(
                 .and_then(|v| v.to_str().ok()),
             size,
         )
-        .map_err(|()| ApiError::RangeNotSatisfiable(size))?
+        .map_err(|Unsatisfiable| ApiError::RangeNotSatisfiable(size))?
     } else {
         None
     };
@@ -165,7 +169,7 @@ async fn download(
 mod tests {
     use super::*;
 
-    fn check(header: Option<&str>, size: u64, expected: Result<Option<(u64, u64)>, ()>) {
+    fn check(header: Option<&str>, size: u64, expected: Result<Option<(u64, u64)>, Unsatisfiable>) {
         assert_eq!(parse_range(header, size), expected, "{header:?} of {size}");
     }
 
@@ -177,8 +181,8 @@ mod tests {
         check(Some("bytes=-3"), 10, Ok(Some((7, 9))));
         check(Some("bytes=-30"), 10, Ok(Some((0, 9))));
         check(Some("bytes=8-100"), 10, Ok(Some((8, 9))));
-        check(Some("bytes=10-"), 10, Err(()));
-        check(Some("bytes=-0"), 10, Err(()));
+        check(Some("bytes=10-"), 10, Err(Unsatisfiable));
+        check(Some("bytes=-0"), 10, Err(Unsatisfiable));
         check(Some("bytes=0-1,4-5"), 10, Ok(None));
         check(Some("bytes=5-1"), 10, Ok(None));
         check(Some("items=0-1"), 10, Ok(None));
