@@ -469,7 +469,10 @@ async fn logs_are_json_carry_security_events_and_never_contain_a_secret() {
             .find(|l| l["type"] == "security" && l["event"] == name)
             .cloned()
     };
-    let authz = event("authz_admin").expect("authz_admin event");
+    let authz = lines
+        .iter()
+        .find(|l| l["type"] == "security" && l["event"] == "authz_admin" && l["path"] == "/v1/admin/auth-token")
+        .expect("authz_admin event for the token creation");
     assert_eq!(
         (
             authz["appid"].as_str(),
