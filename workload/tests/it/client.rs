@@ -401,3 +401,72 @@ async fn reports_are_not_written_when_disabled() {
     .await;
     assert_eq!(app.sql("SELECT count(*) FROM machine_report"), "0");
 }
+
+#[tokio::test]
+async fn the_leader_deletes_expired_reports_on_its_interval() {
+    let app = spawn_app(&[
+        ("LP_MACHINE_REPORTS_DATABASE_ENABLED", "true"),
+        ("LP_SERVER_IS_LEADER", "true"),
+        ("LP_MACHINE_REPORTS_DATABASE_CLEANUP_INTERVAL", "100ms"),
+        ("LP_MACHINE_REPORTS_DATABASE_CLEANUP_ROW_LIMIT", "2"),
+    ])
+    .await;
+    app.sql(
+        "INSERT INTO machine_report (machine_hash, tier, architecture, kernel, created_at)
+         SELECT 'h' || i, 'edge', 'amd64', 'k', now() - interval '30 days' FROM generate_series(1, 5) i;
+         INSERT INTO machine_report (machine_hash, tier, architecture, kernel) VALUES ('fresh', 'edge', 'amd64', 'k')",
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listeners = workload::server::Listeners {
+        public: listener,
+        admin: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(workload::server::serve(
+        app.state.clone(),
+        listeners,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(5),
+    ));
+    // Poll the outcome (no timing assertion): three runs of at most two rows each.
+    let mut remaining = String::new();
+    for _ in 0..200 {
+        remaining = app.sql("SELECT count(*) FROM machine_report");
+        if remaining == "1" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(remaining, "1");
+    assert_eq!(
+        app.sql("SELECT machine_hash FROM machine_report"),
+        "fresh",
+        "recent rows stay"
+    );
+    stop.send(()).unwrap();
+    assert!(server.await.unwrap(), "drained");
+}
+
+#[tokio::test]
+async fn pool_connections_get_the_configured_work_mem() {
+    let db = testkit::test_database();
+    let dsn = workload::db::Dsn::parse(&db.dsn()).unwrap();
+    let settings = workload::db::PoolSettings {
+        max_size: 2,
+        lifetime: std::time::Duration::from_secs(600),
+        work_mem_mb: Some(64),
+    };
+    let pool = workload::db::pool(&dsn, settings).unwrap();
+    let client = pool.get().await.unwrap();
+    let v: String = client.query_one("SHOW work_mem", &[]).await.unwrap().get(0);
+    assert_eq!(v, "64MB");
+    let v: String = client
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "livepatch-server");
+}

@@ -471,7 +471,11 @@ async fn logs_are_json_carry_security_events_and_never_contain_a_secret() {
     };
     let authz = lines
         .iter()
-        .find(|l| l["type"] == "security" && l["event"] == "authz_admin" && l["path"] == "/v1/admin/auth-token")
+        .find(|l| {
+            l["type"] == "security"
+                && l["event"] == "authz_admin"
+                && l["path"] == "/v1/admin/auth-token"
+        })
         .expect("authz_admin event for the token creation");
     assert_eq!(
         (
