@@ -234,6 +234,7 @@ keys! {
     "kpi-reports.interval" Duration HostedOnly "5m" "10m" "KPI interval.";
     "cloud-delay.enabled" Bool Ignored "false" "false" "Deprecated; ignored (warned when true).";
     "cloud-delay.default-delay-hours" Int Ignored "0" "4" "Deprecated; ignored.";
+    "profiler.enabled" Bool HostedOnly "false" "false" "Continuous profiling; not implemented (warned when true). Other profiler.* keys are accepted and ignored.";
     "tracing.enabled" Bool NotYet "false" "false" "OTLP traces; not implemented yet (warned when true).";
     "tracing.service-name" Str NotYet "livepatch-server" "lp" "Service name.";
     "tracing.sample-rate" Float NotYet "1.0" "0.5" "0..1.";

@@ -828,6 +828,19 @@ impl Store {
             .await
     }
 
+    /// Finds a valid sync token by the hash of the presented value: (name, tier id, stored hash).
+    /// For the sync API: compare the stored hash with `domain::token_matches` before trusting it.
+    pub async fn find_sync_token(&self, hash: &[u8; 32]) -> Result<Option<(String, i32, Vec<u8>)>> {
+        Ok(self
+            .query_opt(
+                "FindSyncToken",
+                "SELECT name, tier_id, token_hash FROM sync_token WHERE token_hash = $1 AND (expires_at IS NULL OR expires_at > now())",
+                &[&hash.as_slice()],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
     /// Lists sync tokens.
     pub async fn list_sync_tokens(&self) -> Result<Vec<TokenInfo>> {
         self.list_tokens("ListSyncTokens", "sync_token", "name")

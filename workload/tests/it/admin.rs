@@ -536,6 +536,28 @@ async fn auth_and_sync_tokens_are_created_listed_revoked_and_never_stored_in_cle
         .await;
     assert_eq!(r.status, 409);
     let machine = app.enroll(&admin, "m-1", "edge").await;
+    let (name, tier_id, stored) = app
+        .state
+        .store
+        .find_sync_token(&workload::domain::token_hash(&sync))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            name.as_str(),
+            app.state.store.tier_name(tier_id).await.unwrap().as_str()
+        ),
+        ("downstream-1", "stable")
+    );
+    assert!(workload::domain::token_matches(&sync, &stored));
+    assert!(app
+        .state
+        .store
+        .find_sync_token(&workload::domain::token_hash("lps_forged"))
+        .await
+        .unwrap()
+        .is_none());
 
     let r = app
         .call(Method::GET, "/v1/admin/auth-tokens", Some(&admin), None)
