@@ -314,9 +314,7 @@ impl Connection {
                 .await
                 .map_err(|e| format!("request: {e}"))?;
             let status = response.status();
-            let retry_after = response
-                .headers()
-                .contains_key(http::header::RETRY_AFTER);
+            let retry_after = response.headers().contains_key(http::header::RETRY_AFTER);
             let mut body = response.into_body();
             let mut bytes = 0u64;
             while let Some(frame) = body.frame().await {
@@ -345,14 +343,46 @@ impl Connection {
     }
 }
 
+/// One request's fate, for suites that check every answer (e.g. that each acknowledged check-in
+/// reached the database), not just the totals.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// The client that sent it.
+    pub client: usize,
+    /// Its sequence number on that client (as given to [`MakeRequest`]).
+    pub seq: u64,
+    /// When it was sent.
+    pub sent: Instant,
+    /// When its answer (or failure) came.
+    pub done: Instant,
+    /// The status, or `None` for a timeout or a connection failure.
+    pub status: Option<u16>,
+    /// Whether the answer carried `Retry-After`.
+    pub retry_after: bool,
+}
+
+/// Called once per request of a closed loop, warm-up included.
+pub type Observe = Arc<dyn Fn(Observation) + Send + Sync>;
+
 /// Runs a closed loop against `addr`.
 pub async fn closed_loop(addr: SocketAddr, run: ClosedLoop, make: MakeRequest) -> Report {
+    closed_loop_observed(addr, run, make, Arc::new(|_| {})).await
+}
+
+/// Runs a closed loop against `addr`, telling `observe` about every request.
+pub async fn closed_loop_observed(
+    addr: SocketAddr,
+    run: ClosedLoop,
+    make: MakeRequest,
+    observe: Observe,
+) -> Report {
     let start = Instant::now();
     let measure_from = start + run.warmup;
     let end = measure_from + run.duration;
     let mut tasks = Vec::with_capacity(run.clients);
     for client in 0..run.clients {
         let make = make.clone();
+        let observe = observe.clone();
         let timeout = run.timeout;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
@@ -364,6 +394,22 @@ pub async fn closed_loop(addr: SocketAddr, run: ClosedLoop, make: MakeRequest) -
                     break;
                 }
                 let outcome = conn.send(make(client, seq), timeout).await;
+                let (status, retry_after) = match &outcome {
+                    Outcome::Answer {
+                        status,
+                        retry_after,
+                        ..
+                    } => (Some(status.as_u16()), *retry_after),
+                    _ => (None, false),
+                };
+                observe(Observation {
+                    client,
+                    seq,
+                    sent,
+                    done: Instant::now(),
+                    status,
+                    retry_after,
+                });
                 seq += 1;
                 if sent >= measure_from {
                     tally.record(&outcome, sent.elapsed());

@@ -35,7 +35,8 @@ mod tests {
 
     #[test]
     fn status_lines_give_the_resident_set_and_its_peak() {
-        let text = "Name:\tlivepatch-serve\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nThreads:\t3\n";
+        let text =
+            "Name:\tlivepatch-serve\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nThreads:\t3\n";
         assert_eq!(
             parse_status(text),
             Some(Memory {

@@ -16,7 +16,10 @@ use bench::load::{self, ClosedLoop, MakeRequest, OpenLoop, Report};
 use bench::{bare, fleet};
 
 #[derive(Parser)]
-#[command(name = "livepatch-bench", about = "Load generator and baselines for the Livepatch server benchmarks")]
+#[command(
+    name = "livepatch-bench",
+    about = "Load generator and baselines for the Livepatch server benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -167,7 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             connections,
         } => {
-            if !(rate > 0.0) {
+            if !rate.is_finite() || rate <= 0.0 {
                 bail!("--rate must be positive");
             }
             let report = load::open_loop(

@@ -16,7 +16,7 @@ use crate::domain::PatchFilename;
 const TEMP_PREFIX: &str = ".upload-";
 
 fn backend(e: io::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
+    StorageError::from(e)
 }
 
 /// A directory of patch files.
