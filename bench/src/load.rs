@@ -119,6 +119,9 @@ pub struct Report {
     pub timeouts: u64,
     /// 503 answers without a `Retry-After` header.
     pub retry_after_missing: u64,
+    /// Open loop: requests still due when the window closed, never sent (a server slower than
+    /// the rate leaves a backlog; it is counted rather than drained).
+    pub unsent: u64,
     /// Response body bytes received.
     pub bytes: u64,
     /// Body megabytes (10^6) per second.
@@ -158,6 +161,7 @@ struct Tally {
     errors: u64,
     timeouts: u64,
     retry_after_missing: u64,
+    unsent: u64,
     bytes: u64,
     error_samples: Vec<String>,
 }
@@ -177,6 +181,7 @@ impl Tally {
             errors: 0,
             timeouts: 0,
             retry_after_missing: 0,
+            unsent: 0,
             bytes: 0,
             error_samples: Vec::new(),
         }
@@ -222,6 +227,7 @@ impl Tally {
         self.errors += other.errors;
         self.timeouts += other.timeouts;
         self.retry_after_missing += other.retry_after_missing;
+        self.unsent += other.unsent;
         self.bytes += other.bytes;
         for e in other.error_samples {
             if self.error_samples.len() < 5 && !self.error_samples.contains(&e) {
@@ -249,6 +255,7 @@ impl Tally {
             errors: self.errors,
             timeouts: self.timeouts,
             retry_after_missing: self.retry_after_missing,
+            unsent: self.unsent,
             bytes: self.bytes,
             mb_per_s: self.bytes as f64 / 1e6 / seconds,
             latency: Percentiles::of(&self.all),
@@ -451,9 +458,22 @@ pub async fn open_loop(addr: SocketAddr, run: OpenLoop, make: MakeRequest) -> Re
             let mut conn = Connection::new(addr);
             let mut seq = 0u64;
             loop {
-                let due = (seq as f64 * connections as f64 + k as f64) / rate;
-                let intended = start + Duration::from_secs_f64(due);
+                let due = |seq: u64| {
+                    start
+                        + Duration::from_secs_f64(
+                            (seq as f64 * connections as f64 + k as f64) / rate,
+                        )
+                };
+                let intended = due(seq);
                 if intended >= end {
+                    break;
+                }
+                if tokio::time::Instant::now() >= end {
+                    // The window is over: what is still due is a backlog, counted, not sent.
+                    while due(seq) < end {
+                        tally.unsent += 1;
+                        seq += 1;
+                    }
                     break;
                 }
                 tokio::time::sleep_until(intended).await;
@@ -483,6 +503,81 @@ pub async fn open_loop(addr: SocketAddr, run: OpenLoop, make: MakeRequest) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A local server: `/ok` answers 200, `/busy` 503 with `Retry-After`.
+    async fn server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        |r: Request<hyper::body::Incoming>| async move {
+                            let mut answer =
+                                http::Response::new(Full::new(Bytes::from_static(b"hello")));
+                            if r.uri().path() == "/busy" {
+                                *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                answer.headers_mut().insert(
+                                    http::header::RETRY_AFTER,
+                                    http::HeaderValue::from_static("1"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(answer)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn path(p: &'static str) -> Request<Full<Bytes>> {
+        Request::get(p).body(Full::new(Bytes::new())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_closed_loop_counts_answers_by_status_and_separates_refusals() {
+        let addr = server().await;
+        let run = ClosedLoop {
+            clients: 2,
+            duration: Duration::from_millis(300),
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+        };
+        let r = closed_loop(
+            addr,
+            run,
+            Arc::new(|client, _| path(if client == 0 { "/ok" } else { "/busy" })),
+        )
+        .await;
+        assert!(r.count(200) > 0 && r.count(503) > 0, "{r:?}");
+        assert_eq!(r.requests, r.count(200) + r.count(503));
+        assert_eq!(
+            (r.accepted.count, r.rejected.count),
+            (r.count(200), r.count(503))
+        );
+        assert_eq!((r.errors, r.timeouts, r.retry_after_missing), (0, 0, 0));
+        assert_eq!(r.bytes, 5 * r.requests);
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_sends_exactly_its_schedule() {
+        let addr = server().await;
+        let run = OpenLoop {
+            rate: 50.0,
+            connections: 2,
+            duration: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(5),
+        };
+        let r = open_loop(addr, run, Arc::new(|_, _| path("/ok"))).await;
+        assert_eq!((r.requests, r.count(200), r.unsent), (100, 100, 0), "{r:?}");
+        assert_eq!(r.target_rate, Some(50.0));
+    }
 
     #[test]
     fn percentiles_of_a_known_distribution_are_read_in_milliseconds() {

@@ -127,9 +127,9 @@ fn requests(t: &Target) -> anyhow::Result<MakeRequest> {
 fn print(report: &Report, label: &str) -> anyhow::Result<()> {
     let r = report;
     eprintln!(
-        "{label}: {} {} client(s), {:.1} s: {} answers, {:.0} req/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; statuses {:?}, errors {}, timeouts {}",
+        "{label}: {} {} client(s), {:.1} s: {} answers, {:.0} req/s, {:.1} MB/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms; statuses {:?}, errors {}, timeouts {}, unsent {}",
         r.mode, r.clients, r.seconds, r.requests, r.rps, r.mb_per_s, r.latency.p50_ms, r.latency.p99_ms,
-        r.latency.p999_ms, r.latency.max_ms, r.statuses, r.errors, r.timeouts
+        r.latency.p999_ms, r.latency.max_ms, r.statuses, r.errors, r.timeouts, r.unsent
     );
     for e in &r.error_samples {
         eprintln!("  error: {e}");
