@@ -1,0 +1,2 @@
+//! Placeholder until the testing module lands.
+fn main() {}
