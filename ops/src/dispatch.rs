@@ -95,12 +95,20 @@ pub fn dispatch<C: Charm + ?Sized>(
     let mut still_deferred = Vec::new();
     for ev in queue.into_iter().chain(std::iter::once(event)) {
         model.begin_event(&ev);
-        charm
-            .handle(&ev, &mut model)
-            .map_err(|source| DispatchError::Handler {
+        if let Err(source) = charm.handle(&ev, &mut model) {
+            let err = DispatchError::Handler {
                 event: ev.name(),
                 source,
-            })?;
+            };
+            // The unit log is where operators look (`juju debug-log`); a
+            // failure to log must not hide the original error.
+            let _ = hookcmds::juju_log(
+                model.backend(),
+                LogLevel::Error,
+                &format!("{} failed: {err}", model.context().dispatch_path),
+            );
+            return Err(err);
+        }
         if model.take_defer() && !still_deferred.contains(&ev) {
             still_deferred.push(ev.clone());
         }
@@ -140,7 +148,10 @@ fn run<C: Charm>(charm: &mut C) -> i32 {
         }
         Err(e) => {
             let message = format!("{name} failed: {e}");
-            let _ = hookcmds::juju_log(&ProcessBackend, LogLevel::Error, &message);
+            // Handler errors were already sent to juju-log by dispatch.
+            if !matches!(e, DispatchError::Handler { .. }) {
+                let _ = hookcmds::juju_log(&ProcessBackend, LogLevel::Error, &message);
+            }
             eprintln!("{message}");
             1
         }

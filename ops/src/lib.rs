@@ -14,3 +14,5 @@ pub use dispatch::{dispatch, main, Charm, DispatchError, DispatchOutcome};
 pub use event::Event;
 pub use hookcmds::{Port, RelationId, SecretContent};
 pub use model::{Bag, Config, Model, ModelError, Status};
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -168,7 +168,7 @@ impl Config {
 }
 
 /// A status to set: a name and a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Status {
     /// The status name.
     pub name: StatusName,
@@ -203,6 +203,13 @@ impl Status {
         Status {
             name: StatusName::Maintenance,
             message: message.into(),
+        }
+    }
+    /// `unknown` with no message: what Juju shows before anything is set.
+    pub fn unknown() -> Status {
+        Status {
+            name: StatusName::Unknown,
+            message: String::new(),
         }
     }
 }
