@@ -14,11 +14,12 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{CharmConfig, IngressInterface, PatchStorage, Sensitive, PUBLIC_PORT};
 use crate::dsn::{DB_CA_PATH, METRICS_DB_CA_PATH};
-use crate::layer::{self, Layer};
+use crate::layer;
 use crate::options::env_name;
 use crate::relations::{self, Bag};
 use crate::status::{self, Status};
 use crate::users::{self, User};
+use ops::pebble::Layer;
 
 /// Where `contracts.ca` is installed in the workload container.
 pub const CONTRACTS_CA_PATH: &str = "/usr/local/share/ca-certificates/trusted-contracts.ca.crt";
@@ -152,15 +153,15 @@ pub struct Snapshot {
     /// URL from the `ingress` provider.
     pub ingress_url: Option<String>,
     /// Relation id of `database`, if related.
-    pub database_relation: Option<u32>,
+    pub database_relation: Option<u64>,
     /// Relation id of `database-legacy`, if related.
-    pub legacy_database_relation: Option<u32>,
+    pub legacy_database_relation: Option<u64>,
     /// Relation id of `metrics-db`, if related.
-    pub metrics_db_relation: Option<u32>,
+    pub metrics_db_relation: Option<u64>,
     /// Relation id of `ingress`, if related.
-    pub ingress_relation: Option<u32>,
+    pub ingress_relation: Option<u64>,
     /// Relation id of `nginx-route`, if related.
-    pub nginx_route_relation: Option<u32>,
+    pub nginx_route_relation: Option<u64>,
     /// Contracts URL from `pro-airgapped-server`.
     pub airgapped_url: Option<String>,
     /// CVE service URL from `cve-catalog`.
@@ -178,7 +179,7 @@ pub struct Snapshot {
 }
 
 /// What to do with the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub enum ServiceGoal {
     /// Leave it as it is: running servers keep their last good configuration.
     Keep,
@@ -188,8 +189,26 @@ pub enum ServiceGoal {
     Run(Layer),
 }
 
+/// Debug names the goal and the environment's variables, never their values
+/// (the database password is one of them).
+impl std::fmt::Debug for ServiceGoal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceGoal::Keep => f.write_str("Keep"),
+            ServiceGoal::Stop => f.write_str("Stop"),
+            ServiceGoal::Run(layer) => {
+                let vars: Vec<&String> = layer::environment(layer)
+                    .into_iter()
+                    .flat_map(|e| e.keys())
+                    .collect();
+                write!(f, "Run(environment: {vars:?})")
+            }
+        }
+    }
+}
+
 /// A file the container must hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct File {
     /// Absolute path.
     pub path: &'static str,
@@ -199,13 +218,20 @@ pub struct File {
     pub permissions: &'static str,
 }
 
+/// Debug shows the path and size only: a file may hold a key one day.
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "File({}, {} bytes)", self.path, self.content.len())
+    }
+}
+
 /// A relation bag the charm writes (leader for app bags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BagWrite {
     /// Endpoint name.
     pub endpoint: &'static str,
     /// Relation id.
-    pub relation_id: u32,
+    pub relation_id: u64,
     /// App bag (leader only) or the unit's own bag.
     pub app: bool,
     /// Content for `relation-set` (`""` deletes).
@@ -213,7 +239,7 @@ pub struct BagWrite {
 }
 
 /// The whole target state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     /// Unit status.
     pub status: Status,

@@ -7,17 +7,23 @@
 //! the difference. Actions ([`migrate`], [`contracts`], the admin API) are
 //! separate entry points that share the same pieces.
 
+pub mod actions;
+pub mod admin;
 pub mod ca;
+pub mod charm;
 pub mod config;
 pub mod contracts;
 pub mod desired;
 pub mod dsn;
+pub mod gather;
 pub mod layer;
 pub mod meta;
 pub mod migrate;
 pub mod netpol;
 pub mod options;
+pub mod reconcile;
 pub mod redact;
 pub mod relations;
+pub mod schema;
 pub mod status;
 pub mod users;

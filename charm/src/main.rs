@@ -1,4 +1,6 @@
-//! The Livepatch charm's `dispatch` binary. The hook runner arrives with the
-//! `ops` framework; until then the binary only exits cleanly.
+//! The Livepatch charm's `dispatch` binary: Juju runs it for every hook and
+//! action.
 
-fn main() {}
+fn main() {
+    ops::main(livepatch_charm::charm::LivepatchCharm::default())
+}

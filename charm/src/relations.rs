@@ -78,7 +78,7 @@ pub fn tls_enabled(value: Option<&str>) -> bool {
 
 /// The label the charm binds to a `postgresql_client` secret, as the
 /// data-platform library does: `<endpoint>.<relation-id>.<group>.secret`.
-pub fn secret_label(endpoint: &str, relation_id: u32, group: &str) -> String {
+pub fn secret_label(endpoint: &str, relation_id: u64, group: &str) -> String {
     format!("{endpoint}.{relation_id}.{group}.secret")
 }
 
