@@ -115,9 +115,12 @@ pub struct SyncState {
 impl AdminClient {
     /// A client for the server at `base` (`http://127.0.0.1:8080`).
     pub fn new(base: &str, user: &str, password: Sensitive) -> Result<AdminClient, AdminError> {
+        let tls = crate::contracts::tls_config(rustls::RootCertStore::empty())
+            .map_err(|e| AdminError::Invalid(format!("cannot set up TLS: {e}")))?;
         let http = reqwest::Client::builder()
             // Loopback only: the model's proxies must never apply.
             .no_proxy()
+            .tls_backend_preconfigured(tls)
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| AdminError::Invalid(format!("cannot build the HTTP client: {e}")))?;

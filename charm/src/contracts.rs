@@ -140,13 +140,7 @@ impl Exchange {
                     .map_err(|e| ExchangeError::Setup(format!("contracts.ca: {e}")))?;
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ExchangeError::Setup(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = tls_config(roots).map_err(ExchangeError::Setup)?;
 
         // Only the model's proxies: the charm's own environment is not
         // consulted, so what the operator set in the model is what applies.
@@ -221,6 +215,21 @@ impl Exchange {
         }
         Ok(Sensitive(reply.resource_token))
     }
+}
+
+/// A rustls client configuration on the ring provider (the one crypto
+/// backend of the workspace), TLS 1.2+, HTTP/1.1, trusting `roots`. Every
+/// reqwest client of the charm is built with one, since reqwest is compiled
+/// without a provider of its own.
+pub fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// Sends a request and decodes a JSON reply; the error says what failed
