@@ -93,9 +93,15 @@ pub fn reconcile(model: &mut Model, event: &Event, endpoints: &Endpoints) -> any
     model.set_ports(&d.ports.iter().map(|p| Port::tcp(*p)).collect::<Vec<_>>())?;
 
     let container = model.container(CONTAINER)?;
+    // The plan is read once: every comparison below uses it.
+    let plan = if snap.container {
+        container.plan().ok()
+    } else {
+        None
+    };
     let mut status = d.status.clone();
     if let Some(step) = d.schema_step {
-        match ensure_files(model, &container, &d) {
+        match ensure_files(model, &container, &d, plan.as_ref()) {
             Ok(_) => {
                 snap.schema = run_schema(model, &container, &snap, step)?;
                 d = desired(&cfg, &snap);
@@ -105,7 +111,7 @@ pub fn reconcile(model: &mut Model, event: &Event, endpoints: &Endpoints) -> any
         }
     }
     if d.schema_step.is_none() {
-        status = apply_service(model, &container, &d, status)?;
+        status = apply_service(model, &container, &d, plan.as_ref(), status)?;
     }
     status = apply_network_policy(model, &cfg, &snap, event, endpoints, &mut state, status);
     model.set_unit_status(to_ops(&status))?;
@@ -163,11 +169,14 @@ fn digest_bag(bag: &crate::relations::Bag) -> String {
 /// whether the contracts CA changed (so the trust store must be refreshed).
 /// Skipped entirely when the plan already carries the same files digest:
 /// the files were pushed before that plan was written.
-fn ensure_files(model: &mut Model, container: &Client, d: &Desired) -> Result<bool, Status> {
+fn ensure_files(
+    model: &mut Model,
+    container: &Client,
+    d: &Desired,
+    plan: Option<&ops::pebble::Layer>,
+) -> Result<bool, Status> {
     let digest = desired::files_digest(&d.files);
-    let current = container.plan().ok();
-    let in_place = current
-        .as_ref()
+    let in_place = plan
         .and_then(layer::environment)
         .and_then(|env| env.get(desired::FILES_DIGEST_ENV))
         == Some(&digest);
@@ -327,6 +336,7 @@ fn apply_service(
     model: &mut Model,
     container: &Client,
     d: &Desired,
+    plan: Option<&ops::pebble::Layer>,
     status: Status,
 ) -> anyhow::Result<Status> {
     match &d.service {
@@ -347,15 +357,13 @@ fn apply_service(
             Ok(status)
         }
         ServiceGoal::Run(wanted) => {
-            if let Err(problem) = ensure_files(model, container, d) {
+            if let Err(problem) = ensure_files(model, container, d, plan) {
                 return Ok(problem);
             }
-            let current = match container.plan() {
-                Ok(p) => p,
-                Err(e) if e.is_connection() => return Ok(Status::waiting(status::NO_CONTAINER)),
-                Err(e) => return Err(e.into()),
+            let Some(current) = plan else {
+                return Ok(Status::waiting(status::NO_CONTAINER));
             };
-            let result = if layer::plan_matches(&current, wanted) {
+            let result = if layer::plan_matches(current, wanted) {
                 // Same configuration: only make sure it runs.
                 match container.services(&[layer::SERVICE]) {
                     Ok(s) if s.iter().any(|s| s.current == ServiceStatus::Active) => Ok(()),

@@ -4,10 +4,10 @@
 //! server accepts), and the admin actions talk to it over HTTP as they do in
 //! the pod.
 
+mod common;
 #[path = "harness/world.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod world;
-mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -39,18 +39,27 @@ struct Deployment {
 /// environment.
 fn deploy(tls: bool, config: &[(&str, serde_json::Value)]) -> Deployment {
     let cluster = if tls {
-        PgCluster::builder().tls("localhost").scram().hostssl_only().start()
+        PgCluster::builder()
+            .tls("localhost")
+            .scram()
+            .hostssl_only()
+            .start()
     } else {
         PgCluster::builder().scram().start()
     }
     .expect("cannot start PostgreSQL");
     cluster.create_user(DB_USER, DB_PASS).unwrap();
-    cluster.create_database("livepatch-server", Some(DB_USER)).unwrap();
+    cluster
+        .create_database("livepatch-server", Some(DB_USER))
+        .unwrap();
 
     let user = Secret::new(&[("username", DB_USER), ("password", DB_PASS)]).with_id(DB_SECRET);
     let mut app_data = vec![
         ("database".to_string(), "livepatch-server".to_string()),
-        ("endpoints".to_string(), format!("localhost:{}", cluster.port())),
+        (
+            "endpoints".to_string(),
+            format!("localhost:{}", cluster.port()),
+        ),
         ("secret-user".to_string(), DB_SECRET.to_string()),
     ];
     let mut state = State::default()
@@ -65,35 +74,69 @@ fn deploy(tls: bool, config: &[(&str, serde_json::Value)]) -> Deployment {
     }
     if tls {
         let ca = cluster.ca_pem().unwrap().to_string();
-        state = state.with_secret(Secret::new(&[("tls", "True"), ("tls-ca", &ca)]).with_id("secret:7157000000000000000a"));
+        state = state.with_secret(
+            Secret::new(&[("tls", "True"), ("tls-ca", &ca)]).with_id("secret:7157000000000000000a"),
+        );
         app_data.push(("secret-tls".into(), "secret:7157000000000000000a".into()));
     }
-    let pairs: Vec<(&str, &str)> = app_data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = app_data
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     state = state.with_relation(
-        Relation::new("database", DB_ID, "postgresql-k8s").with_remote_unit(0, &[]).with_remote_app_data(&pairs),
+        Relation::new("database", DB_ID, "postgresql-k8s")
+            .with_remote_unit(0, &[])
+            .with_remote_app_data(&pairs),
     );
     // A Kubernetes API that accepts the NetworkPolicy, for deployments
     // that enable it.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let api = runtime.block_on(common::serve(None, |req: common::Seen| async move {
-        (200, "application/json", String::from_utf8_lossy(&req.body).to_string())
+        (
+            200,
+            "application/json",
+            String::from_utf8_lossy(&req.body).to_string(),
+        )
     }));
     let charm = LivepatchCharm {
-        endpoints: Endpoints { kube: Some(kube::Config::new(format!("http://{api}").parse().unwrap())), admin_url: None },
+        endpoints: Endpoints {
+            kube: Some(kube::Config::new(format!("http://{api}").parse().unwrap())),
+            admin_url: None,
+        },
     };
     let out = run_with(charm, &state, Event::ConfigChanged);
-    assert_eq!(out.state.unit_status.name, ops::hookcmds::StatusName::Active, "{:?}", out.state.unit_status);
+    assert_eq!(
+        out.state.unit_status.name,
+        ops::hookcmds::StatusName::Active,
+        "{:?}",
+        out.state.unit_status
+    );
     let mut env = env(&out);
 
     // The files the charm pushed into the container, laid out here.
     let ca_dir = tempfile::tempdir().unwrap();
     let dsn = env["LP_DATABASE_CONNECTION_STRING"].clone();
     let dsn = if tls {
-        let pushed = out.state.container("livepatch").unwrap().file_text("/etc/livepatch/db-ca.crt").unwrap();
+        let pushed = out
+            .state
+            .container("livepatch")
+            .unwrap()
+            .file_text("/etc/livepatch/db-ca.crt")
+            .unwrap();
         let path = ca_dir.path().join("db-ca.crt");
         std::fs::write(&path, pushed).unwrap();
-        assert!(dsn.contains("sslmode=verify-full&sslrootcert=%2Fetc%2Flivepatch%2Fdb-ca.crt"), "{dsn}");
-        dsn.replace("%2Fetc%2Flivepatch%2Fdb-ca.crt", &path.display().to_string().replace('/', "%2F"))
+        assert!(
+            dsn.contains("sslmode=verify-full&sslrootcert=%2Fetc%2Flivepatch%2Fdb-ca.crt"),
+            "{dsn}"
+        );
+        dsn.replace(
+            "%2Fetc%2Flivepatch%2Fdb-ca.crt",
+            &path.display().to_string().replace('/', "%2F"),
+        )
     } else {
         dsn
     };
@@ -106,15 +149,25 @@ fn deploy(tls: bool, config: &[(&str, serde_json::Value)]) -> Deployment {
         .env("LP_DATABASE_CONNECTION_STRING", &dsn)
         .output()
         .unwrap();
-    assert!(tool.status.success(), "schema tool: {}", String::from_utf8_lossy(&tool.stderr));
+    assert!(
+        tool.status.success(),
+        "schema tool: {}",
+        String::from_utf8_lossy(&tool.stderr)
+    );
 
     let patches = tempfile::tempdir().unwrap();
-    env.insert("LP_PATCH_STORAGE_FILESYSTEM_PATH".into(), patches.path().display().to_string());
+    env.insert(
+        "LP_PATCH_STORAGE_FILESYSTEM_PATH".into(),
+        patches.path().display().to_string(),
+    );
     // The test server picks its own loopback port.
     env.remove("LP_SERVER_SERVER_ADDRESS");
     let admin = testkit::free_port();
     if env.contains_key("LP_SERVER_ADMIN_ADDRESS") {
-        env.insert("LP_SERVER_ADMIN_ADDRESS".into(), format!("127.0.0.1:{admin}"));
+        env.insert(
+            "LP_SERVER_ADMIN_ADDRESS".into(),
+            format!("127.0.0.1:{admin}"),
+        );
     }
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = ServerProcess::start(&workspace_bin("livepatch-server"), &pairs)
@@ -136,12 +189,17 @@ fn admin_charm(d: &Deployment) -> LivepatchCharm {
         None => d.server.url(),
     };
     LivepatchCharm {
-        endpoints: Endpoints { kube: None, admin_url: Some(url) },
+        endpoints: Endpoints {
+            kube: None,
+            admin_url: Some(url),
+        },
     }
 }
 
 fn act(d: &Deployment, name: &str, params: serde_json::Value) -> Output {
-    ctx().run_action(admin_charm(d), name, params, &d.state).unwrap()
+    ctx()
+        .run_action(admin_charm(d), name, params, &d.state)
+        .unwrap()
 }
 
 fn ok(out: &Output) -> &BTreeMap<String, String> {
@@ -177,16 +235,31 @@ fn the_server_accepts_everything_the_charm_configures_and_the_tls_dsn_connects()
 #[test]
 fn tier_actions_add_list_and_remove_tiers() {
     let d = deploy(false, &[]);
-    assert_eq!(ok(&act(&d, "list-tiers", json!({})))["tiers"], "edge,beta,candidate,stable");
+    assert_eq!(
+        ok(&act(&d, "list-tiers", json!({})))["tiers"],
+        "edge,beta,candidate,stable"
+    );
     let out = act(&d, "add-tier", json!({"name": "canary", "after": "edge"}));
     assert_eq!(ok(&out)["tier"], "canary");
-    assert_eq!(ok(&act(&d, "list-tiers", json!({})))["tiers"], "edge,canary,beta,candidate,stable");
+    assert_eq!(
+        ok(&act(&d, "list-tiers", json!({})))["tiers"],
+        "edge,canary,beta,candidate,stable"
+    );
     // The server's own refusal comes back as the action's failure.
     let dup = act(&d, "add-tier", json!({"name": "canary"}));
     let failure = dup.action_failure.unwrap();
-    assert!(failure.starts_with("the Livepatch server refused the request (409)"), "{failure}");
-    assert_eq!(ok(&act(&d, "remove-tier", json!({"name": "canary"})))["tier"], "canary");
-    assert_eq!(ok(&act(&d, "list-tiers", json!({})))["tiers"], "edge,beta,candidate,stable");
+    assert!(
+        failure.starts_with("the Livepatch server refused the request (409)"),
+        "{failure}"
+    );
+    assert_eq!(
+        ok(&act(&d, "remove-tier", json!({"name": "canary"})))["tier"],
+        "canary"
+    );
+    assert_eq!(
+        ok(&act(&d, "list-tiers", json!({})))["tiers"],
+        "edge,beta,candidate,stable"
+    );
     let bad = act(&d, "add-tier", json!({"name": "Not A Tier"}));
     assert!(bad.action_failure.unwrap().contains("(400)"));
 }
@@ -194,7 +267,11 @@ fn tier_actions_add_list_and_remove_tiers() {
 #[test]
 fn token_actions_mint_working_tokens() {
     let d = deploy(false, &[]);
-    let out = act(&d, "create-auth-token", json!({"tier": "stable", "id": "site-a"}));
+    let out = act(
+        &d,
+        "create-auth-token",
+        json!({"tier": "stable", "id": "site-a"}),
+    );
     let r = ok(&out);
     assert_eq!((r["tier"].as_str(), r["id"].as_str()), ("stable", "site-a"));
     let token = r["token"].clone();
@@ -203,21 +280,42 @@ fn token_actions_mint_working_tokens() {
         d.server.port(),
         "PUT",
         "/v1/client/machine-0001",
-        &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
         br#"{"architecture": "amd64", "kernel": "5.15.0-107.117-generic"}"#,
     )
     .map(|r| (r.status, r.text()))
     .unwrap();
     assert_eq!(code, 201, "{body}");
 
-    let out = act(&d, "add-sync-token", json!({"tier": "stable", "name": "downstream-1", "valid-until": "2099-01-31"}));
+    let out = act(
+        &d,
+        "add-sync-token",
+        json!({"tier": "stable", "name": "downstream-1", "valid-until": "2099-01-31"}),
+    );
     let r = ok(&out);
-    assert_eq!((r["name"].as_str(), r["tier"].as_str()), ("downstream-1", "stable"));
+    assert_eq!(
+        (r["name"].as_str(), r["tier"].as_str()),
+        ("downstream-1", "stable")
+    );
     assert!(r["token"].len() >= 16);
-    let past = act(&d, "add-sync-token", json!({"tier": "stable", "name": "late", "valid-until": "2001-01-01"}));
+    let past = act(
+        &d,
+        "add-sync-token",
+        json!({"tier": "stable", "name": "late", "valid-until": "2001-01-01"}),
+    );
     assert!(past.action_failure.unwrap().contains("(422)"));
-    let bad_date = act(&d, "add-sync-token", json!({"tier": "stable", "name": "x", "valid-until": "soon"}));
-    assert!(bad_date.action_failure.unwrap().starts_with("valid-until \"soon\" is neither a date"));
+    let bad_date = act(
+        &d,
+        "add-sync-token",
+        json!({"tier": "stable", "name": "x", "valid-until": "soon"}),
+    );
+    assert!(bad_date
+        .action_failure
+        .unwrap()
+        .starts_with("valid-until \"soon\" is neither a date"));
 }
 
 fn upload(d: &Deployment, filename: &str) {
@@ -238,21 +336,41 @@ fn upload(d: &Deployment, filename: &str) {
         b"BZh91AY&SY-not-really-a-patch",
     )
     .unwrap();
-    assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.text());
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.text()
+    );
 }
 
 #[test]
 fn patch_actions_promote_and_blocklist() {
     let d = deploy(false, &[]);
     upload(&d, "livepatch-5.15.0-107.117-generic-107.1-amd64.tar.bz2");
-    let out = act(&d, "promote-patch", json!({"version": "107.1", "tier": "beta"}));
+    let out = act(
+        &d,
+        "promote-patch",
+        json!({"version": "107.1", "tier": "beta"}),
+    );
     let r = ok(&out);
-    assert_eq!((r["version"].as_str(), r["tier"].as_str()), ("107.1", "beta"));
+    assert_eq!(
+        (r["version"].as_str(), r["tier"].as_str()),
+        ("107.1", "beta")
+    );
     let out = act(&d, "promote-all", json!({"from": "beta", "to": "stable"}));
     assert!(ok(&out)["promoted"].parse::<u64>().unwrap() >= 1);
-    let out = act(&d, "blocklist-patch", json!({"version": "107.1", "reason": "breaks boot on some hardware"}));
+    let out = act(
+        &d,
+        "blocklist-patch",
+        json!({"version": "107.1", "reason": "breaks boot on some hardware"}),
+    );
     assert_eq!(ok(&out)["version"], "107.1");
-    let missing = act(&d, "promote-patch", json!({"version": "999.1", "tier": "beta"}));
+    let missing = act(
+        &d,
+        "promote-patch",
+        json!({"version": "999.1", "tier": "beta"}),
+    );
     assert!(missing.action_failure.unwrap().contains("(404)"));
     let backwards = act(&d, "promote-all", json!({"from": "stable", "to": "edge"}));
     assert!(backwards.action_failure.unwrap().contains("(422)"));
@@ -265,7 +383,10 @@ fn trigger_sync_reports_the_servers_answer() {
     let d = deploy(false, &[]);
     let out = act(&d, "trigger-sync", json!({"wait": false}));
     let failure = out.action_failure.unwrap();
-    assert!(failure.starts_with("the Livepatch server refused the request (4"), "{failure}");
+    assert!(
+        failure.starts_with("the Livepatch server refused the request (4"),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -274,7 +395,10 @@ fn admin_actions_fail_clearly_when_the_server_is_down() {
     d.server.stop(std::time::Duration::from_secs(10)).unwrap();
     let out = act(&d, "list-tiers", json!({}));
     let failure = out.action_failure.unwrap();
-    assert!(failure.starts_with("cannot reach the Livepatch server at http://127.0.0.1:"), "{failure}");
+    assert!(
+        failure.starts_with("cannot reach the Livepatch server at http://127.0.0.1:"),
+        "{failure}"
+    );
     assert!(failure.contains("is the service running"), "{failure}");
 }
 
@@ -282,5 +406,8 @@ fn admin_actions_fail_clearly_when_the_server_is_down() {
 fn admin_actions_refuse_missing_parameters_before_any_call() {
     let d = deploy(false, &[]);
     let out = act(&d, "create-auth-token", json!({"tier": " ", "id": "x"}));
-    assert_eq!(out.action_failure.as_deref(), Some("parameter tier must not be empty"));
+    assert_eq!(
+        out.action_failure.as_deref(),
+        Some("parameter tier must not be empty")
+    );
 }
