@@ -272,8 +272,10 @@ fn a_broken_relation_is_hidden_from_the_model() {
 fn deferred_events_rerun_first_in_order_and_can_defer_again() {
     let seen: Rc<RefCell<Vec<String>>> = Rc::default();
     let log = seen.clone();
-    let mut state = State::default();
-    state.deferred = vec![Event::Start, Event::UpdateStatus];
+    let state = State {
+        deferred: vec![Event::Start, Event::UpdateStatus],
+        ..State::default()
+    };
     let out = ctx()
         .run(
             FnCharm(move |e: &Event, m: &mut Model| {
@@ -357,7 +359,7 @@ fn the_owner_secret_flow_works_through_the_model() {
         m.set_secret(&uri, Some(&next), &meta)?;
         let info = m.secret_info(None, Some("admin"))?;
         assert_eq!((info.id.as_str(), info.revision), (uri.as_str(), 2));
-        assert_eq!(m.secret_ids()?, [uri.clone()]);
+        assert_eq!(m.secret_ids()?, std::slice::from_ref(&uri));
         Ok(())
     })
     .unwrap();
@@ -406,8 +408,10 @@ fn user_secrets_named_in_config_are_read_by_uri() {
 
 #[test]
 fn set_ports_opens_and_closes_to_match() {
-    let mut state = State::default();
-    state.opened_ports = [Port::tcp(80), Port::udp(53)].into();
+    let state = State {
+        opened_ports: [Port::tcp(80), Port::udp(53)].into(),
+        ..State::default()
+    };
     let out = run(&state, Event::ConfigChanged, |_, m| {
         m.set_ports(&[Port::tcp(80), Port::tcp(443)])?;
         Ok(())

@@ -62,6 +62,9 @@ struct ExecSlots {
     stderr: Option<oneshot::Sender<WebSocket>>,
 }
 
+/// Called after every state change.
+pub(crate) type ChangeHook = Box<dyn Fn(&Shared) + Send + Sync>;
+
 /// State shared by all handlers of one double.
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
@@ -70,7 +73,7 @@ pub(crate) struct Shared {
     pub(crate) workload: Arc<dyn Workload>,
     boot_id: String,
     /// Called after every state change (the standalone binary persists).
-    pub(crate) on_change: Option<Box<dyn Fn(&Shared) + Send + Sync>>,
+    pub(crate) on_change: Option<ChangeHook>,
 }
 
 pub(crate) fn now() -> String {
@@ -1131,11 +1134,18 @@ impl FsError {
 }
 
 async fn write_files(s: &Shared, ctype: &str, body: Body) -> Result<Vec<PathResult>, ApiError> {
+    // Read the whole body before answering, errors included: answering
+    // while the client is still sending its (chunked) body makes hyper drop
+    // the connection and the client see a broken pipe.
+    let bytes = axum::body::to_bytes(body, 1 << 30)
+        .await
+        .map_err(|e| bad(format!("cannot read request body: {e}")))?;
     let boundary = multer::parse_boundary(ctype).map_err(|_| bad("invalid boundary"))?;
     if boundary.len() < 32 {
         return Err(bad("invalid boundary"));
     }
-    let mut mp = multer::Multipart::new(body.into_data_stream(), boundary);
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(bytes) });
+    let mut mp = multer::Multipart::new(stream, boundary);
     let first = mp
         .next_field()
         .await

@@ -1,7 +1,7 @@
 //! The workload side of the Pebble double: what services, exec and files
 //! act on.
 //!
-//! The API layer ([`super::api`]) speaks Pebble's protocol and keeps
+//! The API layer (module `api`) speaks Pebble's protocol and keeps
 //! Pebble's bookkeeping (plan, changes, tasks); everything that would touch
 //! a real container goes through the [`Workload`] trait. The
 //! [`SimulatedWorkload`] here keeps files in memory, answers exec from
