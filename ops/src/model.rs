@@ -343,6 +343,10 @@ impl Model {
     /// Defers the event being handled: it is stored in Juju and re-run,
     /// before the new event, at the start of every later dispatch until a
     /// handler does not defer it. Actions cannot be deferred.
+    ///
+    /// A deferred relation event may run after its relation is gone: expect
+    /// [`ModelError::RelationNotFound`] there and do not fail the hook on it
+    /// (that would fail every later hook too).
     pub fn defer(&mut self) -> Result<(), ModelError> {
         if self.current_is_action {
             return Err(ModelError::InvalidUse(

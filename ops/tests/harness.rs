@@ -346,7 +346,7 @@ fn the_owner_secret_flow_works_through_the_model() {
     let rel = Relation::new("db", 7, "pg").with_remote_unit(0, &[]);
     let state = State::default().with_leader(true).with_relation(rel);
     let out = run(&state, Event::ConfigChanged, |_, m| {
-        let content = [("password", "p1")].into_iter().collect();
+        let content = [("password", "first-s3cret-value")].into_iter().collect();
         let meta = SecretMeta {
             label: Some("admin".into()),
             ..Default::default()
@@ -355,7 +355,7 @@ fn the_owner_secret_flow_works_through_the_model() {
         let rel = m.relation("db")?.unwrap();
         m.grant_secret(&uri, &rel, None)?;
         m.set_relation_data(&rel, true, [("secret-id", uri.as_str())])?;
-        let next = [("password", "p2")].into_iter().collect();
+        let next = [("password", "second-s3cret-value")].into_iter().collect();
         m.set_secret(&uri, Some(&next), &meta)?;
         let info = m.secret_info(None, Some("admin"))?;
         assert_eq!((info.id.as_str(), info.revision), (uri.as_str(), 2));
@@ -365,14 +365,17 @@ fn the_owner_secret_flow_works_through_the_model() {
     .unwrap();
     let secret = out.state.secret_by_label("admin").unwrap();
     assert_eq!(secret.owner, Some(SecretOwner::Application));
-    assert_eq!(secret.latest_content().unwrap().get("password"), Some("p2"));
+    assert_eq!(
+        secret.latest_content().unwrap().get("password"),
+        Some("second-s3cret-value")
+    );
     assert_eq!(secret.grants[&7], ["pg".to_owned()].into());
     assert_eq!(
         out.state.relation(7).unwrap().local_app_data["secret-id"],
         secret.id
     );
     assert!(
-        !format!("{:?}", out.hook_calls).contains("p2"),
+        !format!("{:?}", out.hook_calls).contains("s3cret-value"),
         "secret values never appear in argv"
     );
 

@@ -590,6 +590,19 @@ fn update_task(s: &Shared, change: u64, task: usize, f: impl FnOnce(&mut Task)) 
     s.touched();
 }
 
+fn settle_change(s: &Shared, change: u64) {
+    if let Some(c) = s
+        .inner
+        .lock()
+        .expect("not poisoned")
+        .changes
+        .get_mut(&change)
+    {
+        settle(c);
+    }
+    s.touched();
+}
+
 fn log_line(level: &str, text: &str) -> String {
     format!("{} {level} {text}", now())
 }
@@ -688,7 +701,8 @@ async fn run_service_change(s: Arc<Shared>, change: u64, ops: Vec<(bool, String)
             }
         }
     }
-    update_task(&s, change, usize::MAX, |_| {});
+    // Whatever happened, the change's own status follows its tasks.
+    settle_change(&s, change);
 }
 
 fn summary(verb: &str, names: &[String]) -> String {
