@@ -500,10 +500,13 @@ mod tests {
 
     #[test]
     fn versions_parse_and_compare() {
-        fn check(text: &str, expected: Option<(u32, u32, u32, Option<&str>, Option<u32>)>) {
-            let got = JujuVersion::parse(text)
-                .map(|v| (v.major, v.minor, v.patch, v.tag.clone(), v.build));
-            let expected = expected.map(|(a, b, c, t, d)| (a, b, c, t.map(str::to_owned), d));
+        /// major, minor, patch, tag, build.
+        type Parts<'a> = (u32, u32, u32, Option<&'a str>, Option<u32>);
+        fn check(text: &str, expected: Option<Parts<'_>>) {
+            let got = JujuVersion::parse(text);
+            let got = got
+                .as_ref()
+                .map(|v| (v.major, v.minor, v.patch, v.tag.as_deref(), v.build));
             assert_eq!(got, expected, "{text}");
         }
         check("3.6.4", Some((3, 6, 4, None, None)));

@@ -264,12 +264,15 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// A model over `backend` for the hook described by `ctx`, with stored
     /// state already loaded.
-    pub fn new(ctx: JujuContext, backend: Box<dyn Backend>, storage: Storage) -> Model {
-        let broken = if ctx.dispatch_path.ends_with("-relation-broken") {
+    pub fn new(ctx: JujuContext, backend: Box<dyn Backend>, mut storage: Storage) -> Model {
+        let broken: Option<RelationId> = if ctx.dispatch_path.ends_with("-relation-broken") {
             ctx.relation_id.as_deref().and_then(|r| r.parse().ok())
         } else {
             None
         };
+        if let Some(gone) = &broken {
+            storage.forget_relation(&gone.to_string());
+        }
         Model {
             ctx,
             backend,
@@ -340,6 +343,10 @@ impl Model {
     /// Defers the event being handled: it is stored in Juju and re-run,
     /// before the new event, at the start of every later dispatch until a
     /// handler does not defer it. Actions cannot be deferred.
+    ///
+    /// A deferred relation event may run after its relation is gone: expect
+    /// [`ModelError::RelationNotFound`] there and do not fail the hook on it
+    /// (that would fail every later hook too).
     pub fn defer(&mut self) -> Result<(), ModelError> {
         if self.current_is_action {
             return Err(ModelError::InvalidUse(
@@ -433,11 +440,31 @@ impl Model {
     }
 
     /// The remote application of a relation.
+    ///
+    /// It never changes for a relation, so it is learnt once (from the
+    /// event's `JUJU_REMOTE_APP` or one `relation-list --app`) and kept
+    /// with the stored state.
     pub fn relation_app(&mut self, relation: &RelationId) -> Result<Option<String>, ModelError> {
         if let Some(a) = self.relation_apps.get(relation) {
             return Ok(a.clone());
         }
-        let app = hookcmds::relation_list_app(self.backend.as_ref(), relation)?;
+        let key = relation.to_string();
+        let known = match self.storage.remote_app(&key) {
+            Some(app) => Some(app.to_owned()),
+            None if self.ctx.relation_id.as_deref() == Some(key.as_str()) => {
+                self.ctx.remote_app.clone()
+            }
+            None => None,
+        };
+        let app = match known {
+            Some(app) => Some(app),
+            None => hookcmds::relation_list_app(self.backend.as_ref(), relation)?,
+        };
+        if let Some(a) = &app {
+            if self.broken.as_ref() != Some(relation) {
+                self.storage.set_remote_app(&key, a);
+            }
+        }
         self.relation_apps.insert(relation.clone(), app.clone());
         Ok(app)
     }

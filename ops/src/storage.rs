@@ -60,6 +60,10 @@ struct Document {
     stored: BTreeMap<String, Value>,
     #[serde(default)]
     deferred: Vec<Value>,
+    /// Remote application per relation id, learnt once: it never changes
+    /// for a relation, and knowing it saves a `relation-list --app` per hook.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    apps: BTreeMap<String, String>,
 }
 
 /// The charm's stored values and the deferred queue for one dispatch.
@@ -67,6 +71,7 @@ struct Document {
 pub struct Storage {
     stored: BTreeMap<String, Value>,
     deferred: Vec<Event>,
+    apps: BTreeMap<String, String>,
     /// The document as loaded, to write back only when something changed.
     original: Option<String>,
     /// Deferred entries this version cannot read (for example events a newer
@@ -102,6 +107,7 @@ impl Storage {
         Ok(Storage {
             stored: doc.stored,
             deferred,
+            apps: doc.apps,
             original: Some(text.to_owned()),
             unreadable,
         })
@@ -117,6 +123,7 @@ impl Storage {
                 .iter()
                 .map(|e| serde_json::to_value(e).expect("events serialise"))
                 .collect(),
+            apps: self.apps.clone(),
         };
         serde_json::to_string(&doc).expect("JSON values serialise")
     }
@@ -124,8 +131,7 @@ impl Storage {
     /// Writes the document back with `state-set --file -` if it changed.
     /// Returns whether it wrote.
     pub fn save(&self, b: &dyn Backend) -> Result<bool, StorageError> {
-        let empty = self.stored.is_empty() && self.deferred.is_empty();
-        if self.original.is_none() && empty {
+        if self.original.is_none() && self.is_empty() {
             return Ok(false);
         }
         let text = self.to_json();
@@ -178,6 +184,16 @@ impl Storage {
         &self.stored
     }
 
+    /// Replaces every stored value.
+    pub fn set_values(&mut self, values: BTreeMap<String, Value>) {
+        self.stored = values;
+    }
+
+    /// True when there is nothing to keep.
+    pub fn is_empty(&self) -> bool {
+        self.stored.is_empty() && self.deferred.is_empty() && self.apps.is_empty()
+    }
+
     /// The deferred events, oldest first.
     pub fn deferred(&self) -> &[Event] {
         &self.deferred
@@ -186,6 +202,21 @@ impl Storage {
     /// Replaces the deferred queue.
     pub fn set_deferred(&mut self, deferred: Vec<Event>) {
         self.deferred = deferred;
+    }
+
+    /// The remote application of `relation` (`endpoint:id`), if known.
+    pub fn remote_app(&self, relation: &str) -> Option<&str> {
+        self.apps.get(relation).map(String::as_str)
+    }
+
+    /// Remembers the remote application of `relation`.
+    pub fn set_remote_app(&mut self, relation: &str, app: &str) {
+        self.apps.insert(relation.to_owned(), app.to_owned());
+    }
+
+    /// Forgets a relation that is gone.
+    pub fn forget_relation(&mut self, relation: &str) {
+        self.apps.remove(relation);
     }
 
     /// Deferred entries that could not be read (and will be dropped).

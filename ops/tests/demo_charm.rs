@@ -111,10 +111,8 @@ fn a_repeated_config_changed_changes_nothing_and_runs_few_hook_commands() {
             "state-get",
             "config-get",
             "relation-ids",
-            "relation-list",
             "relation-get",
             "secret-get",
-            "opened-ports",
             "status-set"
         ]
     );

@@ -272,8 +272,10 @@ fn a_broken_relation_is_hidden_from_the_model() {
 fn deferred_events_rerun_first_in_order_and_can_defer_again() {
     let seen: Rc<RefCell<Vec<String>>> = Rc::default();
     let log = seen.clone();
-    let mut state = State::default();
-    state.deferred = vec![Event::Start, Event::UpdateStatus];
+    let state = State {
+        deferred: vec![Event::Start, Event::UpdateStatus],
+        ..State::default()
+    };
     let out = ctx()
         .run(
             FnCharm(move |e: &Event, m: &mut Model| {
@@ -344,7 +346,7 @@ fn the_owner_secret_flow_works_through_the_model() {
     let rel = Relation::new("db", 7, "pg").with_remote_unit(0, &[]);
     let state = State::default().with_leader(true).with_relation(rel);
     let out = run(&state, Event::ConfigChanged, |_, m| {
-        let content = [("password", "p1")].into_iter().collect();
+        let content = [("password", "first-s3cret-value")].into_iter().collect();
         let meta = SecretMeta {
             label: Some("admin".into()),
             ..Default::default()
@@ -353,24 +355,27 @@ fn the_owner_secret_flow_works_through_the_model() {
         let rel = m.relation("db")?.unwrap();
         m.grant_secret(&uri, &rel, None)?;
         m.set_relation_data(&rel, true, [("secret-id", uri.as_str())])?;
-        let next = [("password", "p2")].into_iter().collect();
+        let next = [("password", "second-s3cret-value")].into_iter().collect();
         m.set_secret(&uri, Some(&next), &meta)?;
         let info = m.secret_info(None, Some("admin"))?;
         assert_eq!((info.id.as_str(), info.revision), (uri.as_str(), 2));
-        assert_eq!(m.secret_ids()?, [uri.clone()]);
+        assert_eq!(m.secret_ids()?, std::slice::from_ref(&uri));
         Ok(())
     })
     .unwrap();
     let secret = out.state.secret_by_label("admin").unwrap();
     assert_eq!(secret.owner, Some(SecretOwner::Application));
-    assert_eq!(secret.latest_content().unwrap().get("password"), Some("p2"));
+    assert_eq!(
+        secret.latest_content().unwrap().get("password"),
+        Some("second-s3cret-value")
+    );
     assert_eq!(secret.grants[&7], ["pg".to_owned()].into());
     assert_eq!(
         out.state.relation(7).unwrap().local_app_data["secret-id"],
         secret.id
     );
     assert!(
-        !format!("{:?}", out.hook_calls).contains("p2"),
+        !format!("{:?}", out.hook_calls).contains("s3cret-value"),
         "secret values never appear in argv"
     );
 
@@ -406,8 +411,10 @@ fn user_secrets_named_in_config_are_read_by_uri() {
 
 #[test]
 fn set_ports_opens_and_closes_to_match() {
-    let mut state = State::default();
-    state.opened_ports = [Port::tcp(80), Port::udp(53)].into();
+    let state = State {
+        opened_ports: [Port::tcp(80), Port::udp(53)].into(),
+        ..State::default()
+    };
     let out = run(&state, Event::ConfigChanged, |_, m| {
         m.set_ports(&[Port::tcp(80), Port::tcp(443)])?;
         Ok(())

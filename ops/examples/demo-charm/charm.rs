@@ -208,8 +208,10 @@ impl DemoCharm {
                 &format!("web server (re)configured on port {}", cfg.port),
             )?;
         }
-        model.set_ports(&[Port::tcp(cfg.port)])?;
+        // Opened ports and stored state commit together at the end of the
+        // hook, so the stored port says what is open: no need to ask Juju.
         if model.stored::<u16>("port")? != Some(cfg.port) {
+            model.set_ports(&[Port::tcp(cfg.port)])?;
             model.set_stored("port", &cfg.port)?;
         }
         model.set_unit_status(Status::active(format!("serving on :{}", cfg.port)))?;

@@ -7,14 +7,17 @@
 //! With `--container-file`, the container (layers, services, files, exec
 //! handlers; JSON of `ops::testing::Container`) is loaded from the file when
 //! it exists and written back after every change, so a test can inspect what
-//! a compiled charm did. Stops on SIGINT/SIGTERM.
+//! a compiled charm did. With `--real-root DIR` it runs services and
+//! commands as real processes on the directory DIR (the container's `/`).
+//! Stops on SIGINT/SIGTERM, stopping the services it started.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ops::testing::pebble::workload::SimulatedWorkload;
+use ops::testing::pebble::real::RealWorkload;
+use ops::testing::pebble::workload::{SimulatedWorkload, Workload};
 use ops::testing::pebble::PebbleDouble;
 use ops::testing::Container;
 
@@ -33,6 +36,10 @@ struct Cli {
     /// The container name (when there is no container file).
     #[arg(long, default_value = "workload")]
     name: String,
+    /// Run services and exec'd commands as real processes, with the
+    /// container's filesystem in this directory, and run checks for real.
+    #[arg(long)]
+    real_root: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -46,7 +53,18 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => Container::new(&cli.name),
     };
-    let workload = Arc::new(SimulatedWorkload::from_container(&container));
+    let workload: Arc<dyn Workload> = match &cli.real_root {
+        Some(root) => {
+            // Processes start from this process's environment, as Pebble's
+            // start from the daemon's.
+            let env = std::env::vars().collect();
+            Arc::new(
+                RealWorkload::new(root, env)
+                    .with_context(|| format!("cannot use {}", root.display()))?,
+            )
+        }
+        None => Arc::new(SimulatedWorkload::from_container(&container)),
+    };
     let on_change: Option<Box<dyn Fn(Container) + Send + Sync>> =
         cli.container_file.clone().map(|path| {
             Box::new(move |c: Container| {

@@ -1,7 +1,7 @@
 //! Go's duration syntax, which Pebble speaks everywhere (`500ms`, `1m30s`).
 //!
 //! [`parse`] accepts what Go's `time.ParseDuration` accepts (non-negative
-//! here: Pebble has no use for negative durations) and [`format`] prints
+//! here: Pebble has no use for negative durations) and [`format()`] prints
 //! what Go's `Duration.String` prints, so a plan read back from the double
 //! matches a real Pebble's byte for byte.
 

@@ -80,16 +80,28 @@ pub fn read_state(path: &Path) -> Result<State, FakeError> {
     }
 }
 
-/// Writes `value` as JSON atomically (temporary file, then rename), so a
-/// crash never leaves half a file.
+/// Writes `value` as indented JSON atomically (temporary file, then
+/// rename), so a crash never leaves half a file.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), FakeError> {
+    write_bytes(
+        path,
+        &serde_json::to_vec_pretty(value).expect("states serialise"),
+    )
+}
+
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FakeError> {
     let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec_pretty(value).expect("states serialise");
     std::fs::write(&tmp, bytes).map_err(io_err("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err("rename", path))
 }
 
-/// Answers one hook command invocation (argv[0] = `command`). Returns the
+/// The file beside the session where every call is appended, one JSON line
+/// each: read-only commands then need not rewrite the session at all.
+fn calls_path(session: &Path) -> PathBuf {
+    session.with_extension("calls.jsonl")
+}
+
+/// Answers one hook command invocation (`argv[0]` is `command`). Returns the
 /// exit code; output goes to this process's stdout/stderr.
 pub fn hook_command_main(command: &str, args: Vec<String>) -> i32 {
     let Some(path) = std::env::var_os(SESSION_ENV) else {
@@ -125,9 +137,26 @@ pub fn hook_command_main(command: &str, args: Vec<String>) -> i32 {
         eprintln!("{command}: command not found");
         return 127;
     };
-    if let Err(e) = write_json(&path, &session) {
-        eprintln!("ERROR {command}: {e}");
+    // Every call goes to the append-only log (one write, atomic for a line
+    // this size); only commands that change something rewrite the session.
+    let call = session.record.calls.pop().expect("run records the call");
+    let mut line = serde_json::to_vec(&call).expect("calls serialise");
+    line.push(b'\n');
+    let logged = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(calls_path(&path))
+        .and_then(|mut f| f.write_all(&line));
+    if let Err(e) = logged {
+        eprintln!("ERROR {command}: cannot record the call: {e}");
         return 1;
+    }
+    if !super::juju::READ_ONLY.contains(&command) {
+        let bytes = serde_json::to_vec(&session).expect("sessions serialise");
+        if let Err(e) = write_bytes(&path, &bytes) {
+            eprintln!("ERROR {command}: {e}");
+            return 1;
+        }
     }
     let _ = std::io::stdout().write_all(&out.stdout);
     let _ = std::io::stderr().write_all(&out.stderr);
@@ -172,6 +201,18 @@ pub struct Prepared {
 
 /// Writes the session and the command links and returns the environment.
 pub fn prepare(opts: &DispatchOptions) -> Result<Prepared, FakeError> {
+    // The charm runs in its charm directory: every path it is given must
+    // be absolute.
+    let absolute = |p: &Path| std::path::absolute(p).map_err(io_err("resolve", p));
+    let opts = &DispatchOptions {
+        state: absolute(&opts.state)?,
+        meta_dir: absolute(&opts.meta_dir)?,
+        charm_dir: absolute(&opts.charm_dir)?,
+        containers_dir: opts.containers_dir.as_deref().map(absolute).transpose()?,
+        session_dir: absolute(&opts.session_dir)?,
+        fake_exe: opts.fake_exe.as_deref().map(absolute).transpose()?,
+        ..opts.clone()
+    };
     let meta = Meta::from_dir(&opts.meta_dir)?;
     let state = read_state(&opts.state)?;
     let unit = opts.unit.clone().unwrap_or(UnitId {
@@ -202,7 +243,12 @@ pub fn prepare(opts: &DispatchOptions) -> Result<Prepared, FakeError> {
     }
     let session_path = opts.session_dir.join("session.json");
     let mut env = session.env();
-    write_json(&session_path, &session)?;
+    write_bytes(
+        &session_path,
+        &serde_json::to_vec(&session).expect("sessions serialise"),
+    )?;
+    let calls = calls_path(&session_path);
+    std::fs::write(&calls, b"").map_err(io_err("create", &calls))?;
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
     env.push(("PATH".into(), path));
     env.push((
@@ -226,10 +272,23 @@ pub fn prepare(opts: &DispatchOptions) -> Result<Prepared, FakeError> {
 /// the side channels.
 pub fn finish(session_path: &Path, state_path: &Path, exit_code: i32) -> Result<Record, FakeError> {
     let bytes = std::fs::read(session_path).map_err(io_err("read", session_path))?;
-    let session: Session = serde_json::from_slice(&bytes).map_err(|e| FakeError::Parse {
+    let mut session: Session = serde_json::from_slice(&bytes).map_err(|e| FakeError::Parse {
         path: session_path.to_owned(),
         message: e.to_string(),
     })?;
+    let calls_file = calls_path(session_path);
+    let calls = match std::fs::read_to_string(&calls_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io_err("read", &calls_file)(e)),
+    };
+    for line in calls.lines().filter(|l| !l.is_empty()) {
+        let call = serde_json::from_str(line).map_err(|e| FakeError::Parse {
+            path: calls_file.clone(),
+            message: e.to_string(),
+        })?;
+        session.record.calls.push(call);
+    }
     let containers = session.input.containers.clone();
     let (mut state, record) = session.finish(exit_code == 0);
     state.containers = containers;

@@ -73,6 +73,30 @@ pub const COMMANDS: &[&str] = &[
     "storage-list",
 ];
 
+/// The commands that never change the session (beyond recording the call),
+/// so the binary-level fakes need not rewrite it.
+pub const READ_ONLY: &[&str] = &[
+    "action-get",
+    "config-get",
+    "credential-get",
+    "goal-state",
+    "is-leader",
+    "leader-get",
+    "network-get",
+    "opened-ports",
+    "relation-get",
+    "relation-ids",
+    "relation-list",
+    "relation-model-get",
+    "resource-get",
+    "secret-ids",
+    "secret-info-get",
+    "state-get",
+    "status-get",
+    "storage-get",
+    "storage-list",
+];
+
 /// Juju's limits on unit state (juju.md §2).
 const MAX_STATE_KEY: usize = 256;
 const MAX_STATE_VALUE: usize = 64 * 1024;
@@ -340,16 +364,21 @@ impl Session {
         action_params: Option<serde_json::Map<String, Value>>,
         mut state: State,
     ) -> Session {
-        if !state.stored.is_empty() || !state.deferred.is_empty() {
-            let mut doc = Storage::default();
-            for (k, v) in &state.stored {
-                doc.set(k, v).expect("JSON values serialise");
-            }
-            doc.set_deferred(state.deferred.clone());
+        // The State's stored values and deferred events are authoritative;
+        // the framework's own bookkeeping in the document (remote
+        // application names) is kept.
+        let mut doc = state
+            .unit_state
+            .get(STATE_KEY)
+            .and_then(|t| Storage::parse(Some(t)).ok())
+            .unwrap_or_default();
+        doc.set_values(std::mem::take(&mut state.stored));
+        doc.set_deferred(std::mem::take(&mut state.deferred));
+        if doc.is_empty() {
+            state.unit_state.remove(STATE_KEY);
+        } else {
             state.unit_state.insert(STATE_KEY.to_owned(), doc.to_json());
         }
-        state.stored.clear();
-        state.deferred.clear();
         let action_params = match (&event, action_params) {
             (Event::Action(a), given) => {
                 Some(meta.action_params_with_defaults(&a.name, &given.unwrap_or_default()))
@@ -443,9 +472,14 @@ impl Session {
         };
         if let Some(doc) = state.unit_state.remove(STATE_KEY) {
             match Storage::parse(Some(&doc)) {
-                Ok(st) => {
+                Ok(mut st) => {
                     state.stored = st.values().clone();
                     state.deferred = st.deferred().to_vec();
+                    st.set_values(Default::default());
+                    st.set_deferred(Vec::new());
+                    if !st.is_empty() {
+                        state.unit_state.insert(STATE_KEY.to_owned(), st.to_json());
+                    }
                 }
                 // Keep what the charm wrote, even unreadable, for the test
                 // to look at.

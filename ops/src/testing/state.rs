@@ -42,7 +42,9 @@ pub struct State {
     pub stored: BTreeMap<String, Value>,
     /// Events deferred by earlier hooks, oldest first.
     pub deferred: Vec<Event>,
-    /// Other unit-state keys (`state-set`) the charm wrote directly.
+    /// Other unit-state keys (`state-set`) the charm wrote directly. The
+    /// framework's own bookkeeping (remote application names) appears here
+    /// under `ops.v1`; stored values and deferred events do not.
     pub unit_state: BTreeMap<String, String>,
     /// Workload containers.
     pub containers: Vec<Container>,
@@ -358,9 +360,11 @@ pub struct Secret {
 }
 
 impl Default for Secret {
+    /// An empty secret without an id ([`Secret::new`] gives one); cheap, so
+    /// that deserialising a state never draws random numbers.
     fn default() -> Secret {
         Secret {
-            id: new_secret_id(),
+            id: String::new(),
             owner: None,
             revisions: BTreeMap::new(),
             tracked: 1,
@@ -389,6 +393,7 @@ impl Secret {
     /// A secret this unit consumes, at revision 1 with `content`.
     pub fn new(content: &[(&str, &str)]) -> Secret {
         Secret {
+            id: new_secret_id(),
             revisions: BTreeMap::from([(1, content.iter().copied().collect())]),
             ..Secret::default()
         }
@@ -576,7 +581,7 @@ mod content_serde {
 }
 
 /// A canned answer to exec'd commands that start with `prefix`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExecHandler {
     /// The command prefix this answers (the longest matching prefix wins).
@@ -587,17 +592,6 @@ pub struct ExecHandler {
     pub stdout: String,
     /// What it prints on stderr.
     pub stderr: String,
-}
-
-impl Default for ExecHandler {
-    fn default() -> ExecHandler {
-        ExecHandler {
-            prefix: vec![],
-            exit_code: 0,
-            stdout: String::new(),
-            stderr: String::new(),
-        }
-    }
 }
 
 impl ExecHandler {
@@ -622,7 +616,7 @@ impl ExecHandler {
 }
 
 /// One command a charm ran in a container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExecRecord {
     /// The command.
@@ -639,20 +633,6 @@ pub struct ExecRecord {
     pub stdin: String,
     /// The exit code it got.
     pub exit_code: i32,
-}
-
-impl Default for ExecRecord {
-    fn default() -> ExecRecord {
-        ExecRecord {
-            command: vec![],
-            environment: BTreeMap::new(),
-            working_dir: None,
-            user: None,
-            group: None,
-            stdin: String::new(),
-            exit_code: 0,
-        }
-    }
 }
 
 /// A layer with its label.

@@ -43,7 +43,18 @@ pub(crate) struct Inner {
     task_change: HashMap<String, u64>,
     pub(crate) check_overrides: BTreeMap<String, CheckStatus>,
     running_checks: BTreeMap<String, String>,
+    /// Outcomes of checks that really run (workloads that run checks).
+    check_results: BTreeMap<String, CheckResult>,
+    /// The tasks running them, with the definition they run.
+    check_runners: BTreeMap<String, (crate::pebble::layer::Check, tokio::task::JoinHandle<()>)>,
     pub(crate) notices: Vec<Notice>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct CheckResult {
+    failures: u64,
+    successes: u64,
+    down: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +73,9 @@ struct ExecSlots {
     stderr: Option<oneshot::Sender<WebSocket>>,
 }
 
+/// Called after every state change.
+pub(crate) type ChangeHook = Box<dyn Fn(&Shared) + Send + Sync>;
+
 /// State shared by all handlers of one double.
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
@@ -70,7 +84,7 @@ pub(crate) struct Shared {
     pub(crate) workload: Arc<dyn Workload>,
     boot_id: String,
     /// Called after every state change (the standalone binary persists).
-    pub(crate) on_change: Option<Box<dyn Fn(&Shared) + Send + Sync>>,
+    pub(crate) on_change: Option<ChangeHook>,
 }
 
 pub(crate) fn now() -> String {
@@ -116,6 +130,8 @@ impl Shared {
             task_change: HashMap::new(),
             check_overrides,
             running_checks: BTreeMap::new(),
+            check_results: BTreeMap::new(),
+            check_runners: BTreeMap::new(),
             notices,
         };
         start_checks(&mut inner);
@@ -318,22 +334,25 @@ fn check_infos(inner: &Inner, level: Option<&str>, names: &[String]) -> Vec<Chec
         })
         .map(|(name, c)| {
             let running = inner.running_checks.get(name);
+            let result = inner.check_results.get(name).copied().unwrap_or_default();
             let status = match (inner.check_overrides.get(name), running) {
                 (Some(s), _) => *s,
+                (None, Some(_)) if result.down => CheckStatus::Down,
                 (None, Some(_)) => CheckStatus::Up,
                 (None, None) => CheckStatus::Inactive,
+            };
+            let failures = match inner.check_overrides.get(name) {
+                Some(CheckStatus::Down) => u64::from(c.threshold.unwrap_or(3)),
+                Some(_) => 0,
+                None => result.failures,
             };
             CheckInfo {
                 name: name.clone(),
                 level: c.level.clone(),
                 startup: Some(c.startup.clone().unwrap_or_else(|| "enabled".into())),
                 status,
-                successes: Some(0),
-                failures: if status == CheckStatus::Down {
-                    u64::from(c.threshold.unwrap_or(3))
-                } else {
-                    0
-                },
+                successes: Some(result.successes),
+                failures,
                 threshold: c.threshold.unwrap_or(3),
                 change_id: running.cloned(),
                 prev_change_id: None,
@@ -409,6 +428,7 @@ async fn add_layer(State(s): State<Arc<Shared>>, body: Bytes) -> ApiResult {
         // Adding a layer (re)starts checks at once; never services.
         start_checks(&mut inner);
     }
+    sync_check_runners(&s);
     s.touched();
     Ok(sync(json!(true)))
 }
@@ -449,6 +469,73 @@ fn start_checks(inner: &mut Inner) {
     }
 }
 
+/// Starts (or restarts, when the definition changed) a task per running
+/// check when the workload really runs checks, and stops the others.
+pub(crate) fn sync_check_runners(s: &Arc<Shared>) {
+    if !s.workload.runs_checks() {
+        return;
+    }
+    let mut inner = s.inner.lock().expect("not poisoned");
+    let wanted: BTreeMap<String, crate::pebble::layer::Check> = inner
+        .running_checks
+        .keys()
+        .filter_map(|n| inner.plan.checks.get(n).map(|c| (n.clone(), c.clone())))
+        .collect();
+    let stale: Vec<String> = inner
+        .check_runners
+        .iter()
+        .filter(|(n, (def, _))| wanted.get(*n) != Some(def))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in stale {
+        if let Some((_, task)) = inner.check_runners.remove(&n) {
+            task.abort();
+        }
+        inner.check_results.remove(&n);
+    }
+    for (name, check) in wanted {
+        if inner.check_runners.contains_key(&name) {
+            continue;
+        }
+        let task = tokio::spawn(run_check_forever(s.clone(), name.clone(), check.clone()));
+        inner.check_runners.insert(name, (check, task));
+    }
+}
+
+/// One check's life: first run one period after start, then every period;
+/// `threshold` failures in a row make it down, a success brings it up.
+async fn run_check_forever(s: Arc<Shared>, name: String, check: crate::pebble::layer::Check) {
+    let period = check
+        .period
+        .as_deref()
+        .and_then(|p| duration::parse(p).ok())
+        .unwrap_or(Duration::from_secs(10));
+    let threshold = u64::from(check.threshold.unwrap_or(3));
+    loop {
+        tokio::time::sleep(period).await;
+        let outcome = s.workload.run_check(&name, &check).await;
+        {
+            let mut inner = s.inner.lock().expect("not poisoned");
+            let r = inner.check_results.entry(name.clone()).or_default();
+            match outcome {
+                Ok(()) => {
+                    r.failures = 0;
+                    r.successes += 1;
+                    r.down = false;
+                }
+                Err(_) => {
+                    r.failures += 1;
+                    if r.failures >= threshold {
+                        r.down = true;
+                        r.successes = 0;
+                    }
+                }
+            }
+        }
+        s.touched();
+    }
+}
+
 async fn get_plan(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> ApiResult {
     let q = Query::parse(q);
     let format = q.one("format").unwrap_or("");
@@ -463,7 +550,16 @@ async fn get_plan(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> ApiRes
 
 async fn list_services(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
     let names = Query::parse(q).list("names");
-    let inner = s.inner.lock().expect("not poisoned");
+    let mut inner = s.inner.lock().expect("not poisoned");
+    // A real service that exited on its own is in error (the double does
+    // not restart it).
+    let since = now();
+    for (name, st) in inner.services.iter_mut() {
+        if st.current == ServiceStatus::Active && s.workload.service_exit(name).is_some() {
+            st.current = ServiceStatus::Error;
+            st.since = since.clone();
+        }
+    }
     let list: Vec<ServiceInfo> = inner
         .plan
         .services
@@ -587,6 +683,19 @@ fn update_task(s: &Shared, change: u64, task: usize, f: impl FnOnce(&mut Task)) 
     s.touched();
 }
 
+fn settle_change(s: &Shared, change: u64) {
+    if let Some(c) = s
+        .inner
+        .lock()
+        .expect("not poisoned")
+        .changes
+        .get_mut(&change)
+    {
+        settle(c);
+    }
+    s.touched();
+}
+
 fn log_line(level: &str, text: &str) -> String {
     format!("{} {level} {text}", now())
 }
@@ -685,7 +794,8 @@ async fn run_service_change(s: Arc<Shared>, change: u64, ops: Vec<(bool, String)
             }
         }
     }
-    update_task(&s, change, usize::MAX, |_| {});
+    // Whatever happened, the change's own status follows its tasks.
+    settle_change(&s, change);
 }
 
 fn summary(verb: &str, names: &[String]) -> String {
@@ -830,6 +940,7 @@ async fn services_action(State(s): State<Arc<Shared>>, body: Bytes) -> ApiResult
         let change = new_change(&mut inner, &action, &summary(verb, &touched), &tasks);
         (change, ops)
     };
+    sync_check_runners(&s);
     s.touched();
     if !ops.is_empty() {
         // Simulated services start at once, so this finishes within a few
@@ -1131,11 +1242,18 @@ impl FsError {
 }
 
 async fn write_files(s: &Shared, ctype: &str, body: Body) -> Result<Vec<PathResult>, ApiError> {
+    // Read the whole body before answering, errors included: answering
+    // while the client is still sending its (chunked) body makes hyper drop
+    // the connection and the client see a broken pipe.
+    let bytes = axum::body::to_bytes(body, 1 << 30)
+        .await
+        .map_err(|e| bad(format!("cannot read request body: {e}")))?;
     let boundary = multer::parse_boundary(ctype).map_err(|_| bad("invalid boundary"))?;
     if boundary.len() < 32 {
         return Err(bad("invalid boundary"));
     }
-    let mut mp = multer::Multipart::new(body.into_data_stream(), boundary);
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(bytes) });
+    let mut mp = multer::Multipart::new(stream, boundary);
     let first = mp
         .next_field()
         .await
@@ -1570,6 +1688,7 @@ async fn checks_action(State(s): State<Arc<Shared>>, body: Bytes) -> ApiResult {
         }
     }
     changed.sort();
+    sync_check_runners(&s);
     s.touched();
     Ok(sync(json!({ "changed": changed })))
 }
@@ -1726,11 +1845,25 @@ async fn signals(State(s): State<Arc<Shared>>, body: Bytes) -> ApiResult {
     Ok(sync(json!(true)))
 }
 
-async fn logs() -> Response {
-    // Simulated services print nothing.
+async fn logs(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let q = Query::parse(q);
+    let services = q.list("services");
+    let n: i64 = q.one("n").and_then(|n| n.parse().ok()).unwrap_or(30);
+    let lines = s.workload.logs(&services);
+    let skip = if n < 0 {
+        0
+    } else {
+        lines.len().saturating_sub(n as usize)
+    };
+    let time = now();
+    let mut body = String::new();
+    for (service, message) in &lines[skip..] {
+        body.push_str(&json!({"time": time, "service": service, "message": message}).to_string());
+        body.push('\n');
+    }
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::empty())
+        .body(Body::from(body))
         .expect("static response parts are valid")
 }

@@ -8,12 +8,17 @@
 //! [`workload::Workload`]; the [`workload::SimulatedWorkload`] keeps it all
 //! in memory.
 //!
+//! With [`real::RealWorkload`] the double runs the layer's services and
+//! exec'd commands as real processes on a real directory and runs checks
+//! every period, for end-to-end tests.
+//!
 //! Deliberate simplifications: every caller is admin (no peer-credential
 //! checks), simulated services count as started at once instead of after
-//! one second, and layer labels of the `dir/name` form are ordered like
-//! plain labels.
+//! one second, services that exit are not restarted (they show `error`),
+//! and layer labels of the `dir/name` form are ordered like plain labels.
 
 mod api;
+pub mod real;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -137,6 +142,7 @@ impl PebbleDouble {
         let _ = std::fs::remove_file(socket);
         let listener = tokio::net::UnixListener::bind(socket).map_err(listen_err)?;
         let shared = Arc::new(shared);
+        api::sync_check_runners(&shared);
         let app = api::router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -168,6 +174,19 @@ impl PebbleDouble {
 
     /// Stops serving and removes the socket.
     pub async fn stop(mut self) {
+        // Real services must not outlive the double.
+        let running: Vec<String> = {
+            let inner = self.shared.inner.lock().expect("not poisoned");
+            inner
+                .services
+                .iter()
+                .filter(|(_, s)| s.current == ServiceStatus::Active)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for name in running {
+            let _ = self.shared.workload.stop_service(&name).await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

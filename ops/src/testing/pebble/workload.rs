@@ -1,7 +1,7 @@
 //! The workload side of the Pebble double: what services, exec and files
 //! act on.
 //!
-//! The API layer ([`super::api`]) speaks Pebble's protocol and keeps
+//! The API layer (module `api`) speaks Pebble's protocol and keeps
 //! Pebble's bookkeeping (plan, changes, tasks); everything that would touch
 //! a real container goes through the [`Workload`] trait. The
 //! [`SimulatedWorkload`] here keeps files in memory, answers exec from
@@ -31,13 +31,13 @@ pub struct FsError {
 }
 
 impl FsError {
-    fn not_found(message: String) -> FsError {
+    pub(crate) fn not_found(message: String) -> FsError {
         FsError {
             kind: "not-found",
             message,
         }
     }
-    fn generic(message: String) -> FsError {
+    pub(crate) fn generic(message: String) -> FsError {
         FsError {
             kind: "generic-file-error",
             message,
@@ -126,6 +126,20 @@ pub trait Workload: Send + Sync + 'static {
     fn snapshot_files(&self) -> BTreeMap<String, FsEntry>;
     /// The commands run so far.
     fn exec_history(&self) -> Vec<ExecRecord>;
+    /// `Some(code)` once a started service has exited on its own; `None`
+    /// while it runs. Simulated services never exit.
+    fn service_exit(&self, _name: &str) -> Option<i32> {
+        None
+    }
+    /// Whether checks really run, every period (otherwise they keep the
+    /// statuses the test gave).
+    fn runs_checks(&self) -> bool {
+        false
+    }
+    /// Recent output lines of services, oldest first: (service, line).
+    fn logs(&self, _services: &[String]) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// How long the simulated exec waits for the client's end of stdin. The
@@ -175,7 +189,7 @@ impl SimulatedWorkload {
     }
 }
 
-fn normalise(path: &str) -> String {
+pub(crate) fn normalise(path: &str) -> String {
     if path.len() > 1 {
         path.trim_end_matches('/').to_owned()
     } else {
@@ -194,7 +208,7 @@ fn parent(path: &str) -> Option<&str> {
     }
 }
 
-fn base_name(path: &str) -> &str {
+pub(crate) fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -298,7 +312,7 @@ impl SimulatedWorkload {
     }
 }
 
-fn check_absolute(path: &str) -> Result<(), FsError> {
+pub(crate) fn check_absolute(path: &str) -> Result<(), FsError> {
     if path.starts_with('/') {
         Ok(())
     } else {
