@@ -47,6 +47,8 @@ pub struct UnitState {
     pub hashes: HashCache,
     /// Digest of the NetworkPolicy last applied (leader).
     pub network_policy: Option<String>,
+    /// The ports this unit last opened (Juju keeps them across pod churn).
+    pub ports: Option<Vec<u16>>,
 }
 
 /// Key of [`UnitState`] in the stored document.
@@ -80,13 +82,22 @@ pub fn snapshot(
 ) -> anyhow::Result<Snapshot> {
     let leader = model.is_leader()?;
     let app = model.app_name().to_string();
+    // One goal-state call gives the planned units (filesystem storage cannot
+    // be shared) and which optional endpoints are related at all, so the
+    // endpoints nobody related to cost no relation-ids call each.
+    let goal = model.goal_state()?;
     let planned_units = match cfg.storage {
-        // goal-state is only needed to refuse sharing filesystem storage.
-        PatchStorage::Filesystem { .. } => {
-            u32::try_from(model.planned_units()?).unwrap_or(u32::MAX)
-        }
+        PatchStorage::Filesystem { .. } => u32::try_from(goal.planned_units()).unwrap_or(u32::MAX),
         _ => 1,
     };
+    let optional =
+        |model: &mut Model, endpoint: &str| -> Result<Option<ops::RelationId>, ModelError> {
+            if goal.relations.contains_key(endpoint) {
+                model.relation(endpoint)
+            } else {
+                Ok(None)
+            }
+        };
     let peer = model.relation(PEER)?;
     let peer_data = match &peer {
         Some(r) => model.relation_data(r, &Bag::LocalApp)?,
@@ -101,7 +112,7 @@ pub fn snapshot(
     };
 
     let database_relation = model.relation("database")?;
-    let legacy_relation = model.relation("database-legacy")?;
+    let legacy_relation = optional(model, "database-legacy")?;
     if database_relation.is_some() || legacy_relation.is_some() {
         state.database_removed = false;
     }
@@ -125,7 +136,7 @@ pub fn snapshot(
             &format!("database not ready: {reason}"),
         );
     }
-    let metrics_relation = model.relation("metrics-db")?;
+    let metrics_relation = optional(model, "metrics-db")?;
     let metrics_db = match &metrics_relation {
         Some(r) => match postgres(
             model,
@@ -147,16 +158,16 @@ pub fn snapshot(
         None => None,
     };
 
-    let ingress_relation = model.relation("ingress")?;
+    let ingress_relation = optional(model, "ingress")?;
     let ingress_url = match (&ingress_relation, cfg.ingress) {
         (Some(r), crate::config::IngressInterface::Ingress) => remote_app_bag(model, r)
             .as_ref()
             .and_then(relations::ingress_url),
         _ => None,
     };
-    let nginx_route_relation = model.relation("nginx-route")?;
+    let nginx_route_relation = optional(model, "nginx-route")?;
 
-    let airgapped_url = match model.relation("pro-airgapped-server")? {
+    let airgapped_url = match optional(model, "pro-airgapped-server")? {
         Some(r) => {
             let mut bags = BTreeMap::new();
             for unit in model.relation_units(&r)? {
@@ -168,7 +179,7 @@ pub fn snapshot(
         }
         None => None,
     };
-    let cve_catalog_url = match model.relation("cve-catalog")? {
+    let cve_catalog_url = match optional(model, "cve-catalog")? {
         Some(r) => remote_app_bag(model, &r)
             .as_ref()
             .and_then(relations::cve_catalog_url),

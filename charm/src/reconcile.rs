@@ -90,7 +90,10 @@ pub fn reconcile(model: &mut Model, event: &Event, endpoints: &Endpoints) -> any
     let mut snap = gather::snapshot(model, &cfg, &mut state)?;
     let mut d = desired(&cfg, &snap);
     apply_bags(model, &d, &mut state)?;
-    model.set_ports(&d.ports.iter().map(|p| Port::tcp(*p)).collect::<Vec<_>>())?;
+    if state.ports.as_ref() != Some(&d.ports) {
+        model.set_ports(&d.ports.iter().map(|p| Port::tcp(*p)).collect::<Vec<_>>())?;
+        state.ports = Some(d.ports.clone());
+    }
 
     let container = model.container(CONTAINER)?;
     // The plan is read once: every comparison below uses it.

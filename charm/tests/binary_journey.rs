@@ -18,7 +18,10 @@ const CHARM: &str = env!("CARGO_BIN_EXE_livepatch-charm");
 const TOOL: &str = "/usr/local/bin/livepatch-schema-tool";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 struct Unit {
@@ -28,7 +31,10 @@ struct Unit {
 
 impl Unit {
     fn new(state: &State) -> Unit {
-        let u = Unit { dir: tempfile::tempdir().unwrap(), double: None };
+        let u = Unit {
+            dir: tempfile::tempdir().unwrap(),
+            double: None,
+        };
         ops::testing::fakes::write_json(&u.state_path(), state).unwrap();
         u
     }
@@ -93,7 +99,10 @@ impl Unit {
             .output()
             .unwrap();
         let Ok(bytes) = std::fs::read(&report) else {
-            panic!("{event}: the driver failed: {}", String::from_utf8_lossy(&output.stderr));
+            panic!(
+                "{event}: the driver failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         };
         let report: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(output.status.code(), Some(0), "{event}: {report:#}");
@@ -119,7 +128,10 @@ fn a_unit_goes_from_install_to_active_through_the_real_binary() {
     let peer = Relation::peer("livepatch", 1);
     let mut state = State::default()
         .with_leader(true)
-        .with_config("server.url-template", "https://lp.example.com/v1/patches/{filename}")
+        .with_config(
+            "server.url-template",
+            "https://lp.example.com/v1/patches/{filename}",
+        )
         .with_relation(peer)
         // Declared for the driver's consistency check; its Pebble is the
         // double process started below.
@@ -128,7 +140,10 @@ fn a_unit_goes_from_install_to_active_through_the_real_binary() {
 
     // install: no database, no Pebble yet.
     unit.hook("install");
-    assert_eq!(unit.state().unit_status, Status::waiting("Waiting to connect - workload container"));
+    assert_eq!(
+        unit.state().unit_status,
+        Status::waiting("Waiting to connect - workload container")
+    );
 
     // leader-elected: the leader creates the internal admin credential.
     unit.hook("leader-elected");
@@ -139,13 +154,19 @@ fn a_unit_goes_from_install_to_active_through_the_real_binary() {
     // The container comes up (its Pebble answers from now on).
     unit.start_pebble(
         &Container::new("livepatch")
-            .with_exec(ExecHandler::ok(&[TOOL, "check"], "schema is up to date (version 7)\n"))
+            .with_exec(ExecHandler::ok(
+                &[TOOL, "check"],
+                "schema is up to date (version 7)\n",
+            ))
             .with_exec(ExecHandler::ok(&[TOOL, "upgrade"], "")),
     );
 
     // config-changed: no database yet.
     unit.hook("config-changed");
-    assert_eq!(unit.state().unit_status, Status::blocked("Waiting for postgres relation to be established."));
+    assert_eq!(
+        unit.state().unit_status,
+        Status::blocked("Waiting for postgres relation to be established.")
+    );
 
     // The database relation: created (the leader asks), then the provider answers.
     let mut state = unit.state();
@@ -157,12 +178,20 @@ fn a_unit_goes_from_install_to_active_through_the_real_binary() {
     let asked = &state.relation(3).unwrap().local_app_data;
     assert_eq!(asked["database"], "livepatch-server");
     assert!(asked["requested-secrets"].contains("password"));
-    let secret = Secret::new(&[("username", "relation-3"), ("password", "s3cret-pw")]).with_id("secret:d1b0a5e0c7b3f2a9e8d1");
+    let secret = Secret::new(&[("username", "relation-3"), ("password", "s3cret-pw")])
+        .with_id("secret:d1b0a5e0c7b3f2a9e8d1");
     let rel = state.relations.iter_mut().find(|r| r.id == 3).unwrap();
-    rel.remote_units.insert(0, ops::testing::state::default_unit_bag("10.1.0.5"));
+    rel.remote_units
+        .insert(0, ops::testing::state::default_unit_bag("10.1.0.5"));
     rel.remote_app_data.extend([
-        ("endpoints".to_string(), "pg-primary.lp.svc:5432".to_string()),
-        ("secret-user".to_string(), "secret:d1b0a5e0c7b3f2a9e8d1".to_string()),
+        (
+            "endpoints".to_string(),
+            "pg-primary.lp.svc:5432".to_string(),
+        ),
+        (
+            "secret-user".to_string(),
+            "secret:d1b0a5e0c7b3f2a9e8d1".to_string(),
+        ),
     ]);
     let rel = rel.clone();
     state = state.with_secret(secret);
@@ -174,7 +203,9 @@ fn a_unit_goes_from_install_to_active_through_the_real_binary() {
     let state = unit.state();
     assert_eq!(
         state.unit_status,
-        Status::active("patch sync disabled: upload patches with livepatch-admin or enable patch-sync")
+        Status::active(
+            "patch sync disabled: upload patches with livepatch-admin or enable patch-sync"
+        )
     );
     let container = unit.container();
     assert_eq!(container.service_status("livepatch"), ServiceStatus::Active);
@@ -184,10 +215,20 @@ fn a_unit_goes_from_install_to_active_through_the_real_binary() {
         "postgresql://relation-3:s3cret-pw@pg-primary.lp.svc:5432/livepatch-server"
     );
     assert_eq!(env["LP_SERVER_IS_LEADER"], "true");
-    assert_eq!(state.opened_ports.iter().map(ToString::to_string).collect::<Vec<_>>(), ["8080/tcp"]);
+    assert_eq!(
+        state
+            .opened_ports
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["8080/tcp"]
+    );
     // No credential left the secrets: not in relation data, not in the log.
     for rel in &state.relations {
-        assert!(rel.local_app_data.values().all(|v| !v.contains("s3cret-pw")));
+        assert!(rel
+            .local_app_data
+            .values()
+            .all(|v| !v.contains("s3cret-pw")));
     }
     assert!(!report.to_string().contains("s3cret-pw"), "{report}");
     assert_eq!(report["record"]["calls"][0]["command"], json!("state-get"));

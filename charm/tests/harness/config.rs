@@ -220,3 +220,29 @@ fn a_failing_trust_store_refresh_is_reported_and_nothing_restarts() {
         "the running server keeps its configuration"
     );
 }
+
+#[test]
+fn the_models_proxy_settings_reach_the_server_in_lower_case() {
+    let state = run_with_env(
+        &world(),
+        Event::ConfigChanged,
+        &[
+            ("JUJU_CHARM_HTTP_PROXY", "http://proxy.example.com:3128"),
+            ("JUJU_CHARM_HTTPS_PROXY", "https://proxy.example.com:3128"),
+            ("JUJU_CHARM_NO_PROXY", "localhost,127.0.0.1"),
+        ],
+    );
+    let env = &state.container("livepatch").unwrap().plan().services["livepatch"].environment;
+    assert_eq!(env["http_proxy"], "http://proxy.example.com:3128");
+    assert_eq!(env["https_proxy"], "https://proxy.example.com:3128");
+    assert_eq!(env["no_proxy"], "localhost,127.0.0.1");
+}
+
+#[test]
+fn without_model_proxies_no_proxy_variable_is_set() {
+    let out = run(&world(), Event::ConfigChanged);
+    let env = env(&out);
+    for key in ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY"] {
+        assert!(!env.contains_key(key), "{key}");
+    }
+}

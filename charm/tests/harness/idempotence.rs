@@ -126,13 +126,22 @@ fn a_no_op_hook_reads_each_thing_once_and_writes_nothing() {
         "secret-add",
         "open-port",
         "close-port",
+        "opened-ports",
         "juju-log",
     ] {
         assert_eq!(out.count_calls(never), 0, "{never}: {names:?}");
     }
-    for endpoint in [
-        "livepatch",
-        "database",
+    let reads = |endpoint: &str| {
+        out.hook_calls
+            .iter()
+            .filter(|c| c.command == "relation-ids" && c.args.iter().any(|a| a == endpoint))
+            .count()
+    };
+    // The peer and the database are always looked up; optional endpoints
+    // only when goal-state says something is related to them.
+    assert_eq!(reads("livepatch"), 1, "{names:?}");
+    assert_eq!(reads("database"), 1, "{names:?}");
+    for absent in [
         "database-legacy",
         "metrics-db",
         "ingress",
@@ -140,13 +149,19 @@ fn a_no_op_hook_reads_each_thing_once_and_writes_nothing() {
         "pro-airgapped-server",
         "cve-catalog",
     ] {
-        let reads = out
-            .hook_calls
-            .iter()
-            .filter(|c| c.command == "relation-ids" && c.args.iter().any(|a| a == endpoint))
-            .count();
-        assert_eq!(reads, 1, "relation-ids {endpoint}: {names:?}");
+        assert_eq!(reads(absent), 0, "{absent}: {names:?}");
     }
+    assert_eq!(
+        out.count_calls("relation-get"),
+        2,
+        "the peer bag and the provider's bag: {names:?}"
+    );
+    assert_eq!(
+        out.count_calls("secret-get"),
+        2,
+        "the database credential and the admin credential: {names:?}"
+    );
+    assert_eq!(names.len(), 11, "{names:?}");
 }
 
 /// Values that no provider should ever send.

@@ -158,3 +158,72 @@ pub fn container_of(state: &mut State) -> &mut Container {
         .find(|c| c.name == "livepatch")
         .unwrap()
 }
+
+/// Runs `event` like `run`, with extra hook environment (the model's proxy
+/// settings, which the harness leaves empty): the same steps as the
+/// harness, through the public pieces of `ops::testing`.
+pub fn run_with_env(state: &State, event: Event, extra: &[(&str, &str)]) -> State {
+    use ops::testing::pebble::PebbleDouble;
+    use ops::testing::{FakeJuju, Session};
+    let dir = tempfile::tempdir().unwrap();
+    let charm_dir = dir.path().join("charm");
+    let containers_dir = dir.path().join("containers");
+    std::fs::create_dir_all(&charm_dir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let doubles: Vec<PebbleDouble> = state
+        .containers
+        .iter()
+        .filter(|c| c.can_connect)
+        .map(|c| {
+            rt.block_on(PebbleDouble::start(
+                &containers_dir.join(&c.name).join("pebble.socket"),
+                c,
+            ))
+            .unwrap()
+        })
+        .collect();
+    let context = ctx();
+    let session = Session::new(
+        context.meta().clone(),
+        context.unit().clone(),
+        "3.6.4",
+        event,
+        None,
+        state.clone(),
+    );
+    let mut env = session.env();
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env.push(("JUJU_CHARM_DIR".into(), charm_dir.display().to_string()));
+    env.push((
+        "OPS_CONTAINERS_DIR".into(),
+        containers_dir.display().to_string(),
+    ));
+    let session = std::rc::Rc::new(std::cell::RefCell::new(session));
+    let juju_ctx = ops::JujuContext::from_vars(env).unwrap();
+    let mut c = charm();
+    let result = ops::dispatch(&mut c, juju_ctx, Box::new(FakeJuju(session.clone())));
+    assert!(result.is_ok(), "{result:?}");
+    let snapshots: Vec<Container> = doubles.iter().map(PebbleDouble::snapshot).collect();
+    rt.block_on(async {
+        for d in doubles {
+            d.stop().await;
+        }
+    });
+    let session = std::rc::Rc::try_unwrap(session).ok().unwrap().into_inner();
+    let (mut new_state, _) = session.finish(true);
+    for snap in snapshots {
+        if let Some(c) = new_state
+            .containers
+            .iter_mut()
+            .find(|c| c.name == snap.name)
+        {
+            *c = snap;
+        }
+    }
+    new_state
+}
