@@ -883,6 +883,12 @@ impl Model {
         Ok(hookcmds::storage_get(self.backend.as_ref(), id)?)
     }
 
+    /// Asks Juju for `count` more instances of storage `name` (committed
+    /// with the hook).
+    pub fn add_storage(&mut self, name: &str, count: u32) -> Result<(), ModelError> {
+        Ok(hookcmds::storage_add(self.backend.as_ref(), name, count)?)
+    }
+
     // -- Pebble ---------------------------------------------------------------
 
     /// The tokio runtime the Pebble clients run on (current-thread, created

@@ -355,6 +355,17 @@ fn exec_returns_output_feeds_stdin_and_reports_exit_codes() {
         }
         other => panic!("{other:?}"),
     }
+    let combined = f
+        .client
+        .exec(&ExecOptions::new(["psql"]).combine_stderr())
+        .unwrap();
+    assert_eq!(
+        (
+            combined.stdout_text().as_str(),
+            combined.stderr_text().as_str()
+        ),
+        ("ok\nwarming up\n", "")
+    );
     let err = f.client.exec(&ExecOptions::new(["nothere"])).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -115,16 +115,17 @@ impl DemoCharm {
             }
         };
         let web = model.container(CONTAINER)?;
-        // Pebble-ready is only a hint: probe, and come back later if the
-        // container is not there yet.
-        if let Err(e) = web.system_info() {
-            if e.is_connection() {
+        // Pebble-ready is only a hint: the first request (the plan, needed
+        // anyway) is the probe; come back later if the container is not there.
+        let plan = match web.plan() {
+            Ok(plan) => plan,
+            Err(e) if e.is_connection() => {
                 model.set_unit_status(Status::waiting("waiting for the web container"))?;
                 model.defer()?;
                 return Ok(());
             }
-            return Err(e.into());
-        }
+            Err(e) => return Err(e.into()),
+        };
         let Some(db) = model.relation("db")? else {
             model.set_unit_status(Status::blocked("needs a db relation"))?;
             return Ok(());
@@ -192,7 +193,7 @@ impl DemoCharm {
             "web-up".into(),
             Check::http(format!("http://localhost:{}/health", cfg.port)).level("alive"),
         );
-        let plan = web.plan()?;
+
         let wanted = pebble::plan::finish_plan(
             pebble::plan::combine(&[("demo".into(), layer.clone())]).map_err(anyhow::Error::msg)?,
         )

@@ -138,6 +138,11 @@ impl ExecOptions {
         self.stdin = stdin.into();
         self
     }
+    /// Sends stderr into stdout, like a terminal shows them.
+    pub fn combine_stderr(mut self) -> ExecOptions {
+        self.request.split_stderr = false;
+        self
+    }
 }
 
 /// What a command that exited 0 printed.
