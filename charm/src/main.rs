@@ -1,3 +1,6 @@
-//! The Livepatch charm's `dispatch` binary. Work in progress: see issue 4.
+//! The Livepatch charm's `dispatch` binary: Juju runs it for every hook and
+//! action.
 
-fn main() {}
+fn main() {
+    ops::main(livepatch_charm::charm::LivepatchCharm::default())
+}

@@ -21,7 +21,8 @@ fn config_md_lists_every_key_the_parser_reads() {
     );
 }
 
-/// Every option of the charm we replace (shared/reference/charm-config-options.json), exported
+/// Every option of the charm we replace (kept in `charm/tests/data/previous-charm-options.json`,
+/// which the charm's own tests also check its `config.yaml` against), exported
 /// with its default the way the charm does (key-to-env rule, booleans `true`/`false`, numbers as
 /// decimals, unset or empty options left out), starts the configuration without an error, and
 /// the same holds for the YAML form.
@@ -29,11 +30,9 @@ fn config_md_lists_every_key_the_parser_reads() {
 fn every_default_of_the_charm_we_replace_parses() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/charm-config-options.json"
+        "/../charm/tests/data/previous-charm-options.json"
     );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("{path}: {e} (the shared references sit beside the repository)")
-    });
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let options: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
     assert!(options.len() > 100);
     let mut env = Vec::new();
