@@ -18,6 +18,9 @@ use tokio_postgres::Row;
 use crate::domain::{Kernel, MachineId, PatchFilename, PatchVersion, TierName};
 use crate::metrics::Metrics;
 
+mod sync;
+pub use sync::{DownstreamReport, SyncRun, SyncTokenRow, UpstreamMachine};
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -682,7 +685,7 @@ impl Store {
         let n = self
             .execute(
                 "BlocklistPatch",
-                "UPDATE patch SET blocklisted = true, blocklist_reason = $2, blocklisted_at = now() WHERE version = $1",
+                "UPDATE patch SET blocklisted = true, blocklist_reason = $2, blocklisted_at = now(), blocklist_source = 'local' WHERE version = $1",
                 &[&version.to_string(), &reason],
             )
             .await?;
@@ -699,7 +702,7 @@ impl Store {
         let n = self
             .execute(
                 "UnblocklistPatch",
-                "UPDATE patch SET blocklisted = false, blocklist_reason = NULL, blocklisted_at = NULL WHERE version = $1",
+                "UPDATE patch SET blocklisted = false, blocklist_reason = NULL, blocklisted_at = NULL, blocklist_source = NULL WHERE version = $1",
                 &[&version.to_string()],
             )
             .await?;
