@@ -2,6 +2,7 @@
 //! processes. One binary (faster to build); under nextest each test still runs in its own process.
 
 mod admin;
+mod backends;
 mod client;
 mod common;
 mod docs;
@@ -10,4 +11,5 @@ mod openapi;
 mod process;
 mod routes;
 mod schema_tool;
+mod storage;
 mod tls;
