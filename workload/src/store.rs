@@ -559,16 +559,30 @@ impl Store {
                 &[&version, &(name.version.major as i32), &(name.version.minor as i32)],
             )
             .await?;
-            let kernel_id: i64 = tx
-                .query_one(
+            let kernel_params: [&(dyn ToSql + Sync); 3] =
+                [&name.kernel.version, &name.kernel.flavour, &name.architecture];
+            let inserted = tx
+                .query_opt(
                     "WITH ins AS (INSERT INTO kernel (version, flavour, architecture) VALUES ($1, $2, $3)
                                   ON CONFLICT DO NOTHING RETURNING id)
                      SELECT id FROM ins UNION ALL
                      SELECT id FROM kernel WHERE version = $1 AND flavour = $2 AND architecture = $3 LIMIT 1",
-                    &[&name.kernel.version, &name.kernel.flavour, &name.architecture],
+                    &kernel_params,
                 )
-                .await?
-                .get(0);
+                .await?;
+            let kernel_id: i64 = match inserted {
+                Some(r) => r.get(0),
+                // A concurrent registration inserted the kernel after this statement's snapshot
+                // was taken (its INSERT waited for that commit, then did nothing): a new statement
+                // sees the row.
+                None => tx
+                    .query_one(
+                        "SELECT id FROM kernel WHERE version = $1 AND flavour = $2 AND architecture = $3",
+                        &kernel_params,
+                    )
+                    .await?
+                    .get(0),
+            };
             let file_id: i64 = match tx
                 .query_one(
                     "INSERT INTO patch_file (filename, patch_version, kernel_id, sha256, size)
