@@ -906,3 +906,134 @@ async fn the_blocklist_refresh_mirrors_upstream_blocklistings_and_never_lifts_lo
     assert_eq!(s, 204);
     wait_until("the upstream lifting", &|| blocked(&down) == ["107.2"]);
 }
+
+#[tokio::test]
+async fn post_sync_is_409_sync_disabled_without_sync_and_the_sync_api_wants_a_token_of_the_tier() {
+    use http::Method;
+    let app = crate::common::spawn_app(&[]).await;
+    let admin = app.admin().await;
+    let r = app
+        .call(Method::POST, "/v1/admin/sync", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (409, "sync-disabled")
+    );
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("patch-sync.enabled"));
+    let enabled = crate::common::spawn_app(&[("LP_PATCH_SYNC_ENABLED", "true")]).await;
+    let admin2 = enabled.admin().await;
+    let r = enabled
+        .call(Method::POST, "/v1/admin/sync", Some(&admin2), None)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (409, "sync-disabled")
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("patch-sync.token"),
+        "{}",
+        r.json()
+    );
+    let r = app
+        .call(Method::GET, "/v1/admin/sync/not-a-uuid", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v1/admin/sync/{}", uuid::Uuid::new_v4()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .call(
+            Method::GET,
+            "/v1/admin/sync/reports?limit=0",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .call(Method::GET, "/v1/admin/sync/reports", Some(&admin), None)
+        .await;
+    assert_eq!(r.json(), json!({"reports": []}));
+
+    // The sync API: no token, a wrong token, a file outside the token's tier.
+    let r = app.call(Method::GET, "/v1/sync/snapshot", None, None).await;
+    assert_eq!(r.status, 401);
+    let r = app
+        .call(
+            Method::GET,
+            "/v1/sync/snapshot",
+            Some("Bearer lps_nope"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let f = name("5.15.0-107.117", "generic", "9.1", "amd64");
+    assert_eq!(app.upload(&admin, &f, b"edge only").await.status, 201);
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/admin/sync-tokens",
+            Some(&admin),
+            Some(json!({"tier": "stable", "name": "s"})),
+        )
+        .await;
+    let bearer = format!("Bearer {}", r.json()["token"].as_str().unwrap());
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v1/sync/patches/{f}"),
+            Some(&bearer),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "outside the token's tier");
+    let r = app
+        .call(Method::GET, "/v1/sync/snapshot", Some(&bearer), None)
+        .await;
+    assert_eq!(r.json()["patches"], json!([]));
+    assert_eq!(
+        r.json()["tiers"],
+        json!(["edge", "beta", "candidate", "stable"])
+    );
+    app.call(
+        Method::POST,
+        "/v1/admin/patches/9.1/promote",
+        Some(&admin),
+        Some(json!({"tier": "stable"})),
+    )
+    .await;
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v1/sync/patches/{f}"),
+            Some(&bearer),
+            None,
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"edge only"[..]));
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/sync/machine-reports",
+            Some(&bearer),
+            Some(json!({"deployment-id": "d", "machine-count": 1, "strategy": "exact"})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("strategy"));
+}
