@@ -144,6 +144,11 @@ impl SyncService {
         }))
     }
 
+    /// The upstream's URL when sync is configured (enabled, with a usable upstream).
+    pub fn upstream_url(&self) -> Option<&str> {
+        self.enabled().ok().map(UpstreamClient::base)
+    }
+
     /// Whether `POST /v1/admin/sync` may start a run.
     pub fn enabled(&self) -> Result<&UpstreamClient, TriggerError> {
         if !self.0.config.patch_sync.enabled {

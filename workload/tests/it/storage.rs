@@ -388,3 +388,36 @@ async fn s3_and_swift_credentials_never_print_and_wrong_ones_are_refused_clearly
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn swift_authenticates_again_when_its_token_is_revoked() {
+    let server = SwiftServer::start();
+    let c = config(server.env());
+    let storage = workload::storage::swift::SwiftStorage::open(&c.patch_storage.swift)
+        .await
+        .unwrap();
+    storage
+        .stage(body(b"before"), 1 << 20)
+        .await
+        .unwrap()
+        .publish(name("4.1"))
+        .await
+        .unwrap();
+    let r = testkit::http_request(server.port, "POST", "/_test/revoke-all", &[], &[]).unwrap();
+    assert_eq!(r.status, 204);
+    // The cached token now gets 401: the store logs in again and retries, for reads and writes.
+    assert_eq!(
+        read(&storage, &name("4.1"), None).await.unwrap().1,
+        b"before"
+    );
+    testkit::http_request(server.port, "POST", "/_test/revoke-all", &[], &[]).unwrap();
+    storage
+        .stage(body(b"after"), 1 << 20)
+        .await
+        .unwrap()
+        .publish(name("4.2"))
+        .await
+        .unwrap();
+    testkit::http_request(server.port, "POST", "/_test/revoke-all", &[], &[]).unwrap();
+    assert_eq!(names(&storage).await.len(), 2);
+}

@@ -325,6 +325,12 @@ async fn a_downstream_syncs_its_tier_a_rerun_downloads_nothing_and_a_third_serve
     assert_eq!(third.filenames(), down.filenames());
     assert_eq!(third.download(&edge_only), up.download(&edge_only));
 
+    let status = http_request(down.process().port(), "GET", "/debug/status", &[], &[]).unwrap();
+    let status: Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["upstream"]["status"], "OK", "{status}");
+    assert_eq!(status["upstream"]["url"], up.url());
+    assert_eq!(status["upstream"]["last-sync"]["state"], "succeeded");
+
     let (s, reports) = down.call("GET", "/v1/admin/sync/reports?limit=2", None);
     assert_eq!(s, 200);
     assert_eq!(reports["reports"].as_array().unwrap().len(), 2);

@@ -16,6 +16,8 @@ Swift (every request needs a valid X-Auth-Token, else 401)
   GET/HEAD /v1/AUTH_<project>/<container>/<object>   single Range -> 206 + Content-Range
   DELETE .../<object>    204, 404 when absent
 
+Test control (not protocol): POST /_test/revoke-all invalidates every token.
+
 Usage: swift_keystone.py PORT USER PASSWORD PROJECT [TOKEN_TTL_SECONDS]
 Prints "ready" on stdout once listening. Tokens expire after TOKEN_TTL_SECONDS (default 3600).
 """
@@ -218,6 +220,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         if urlsplit(self.path).path.rstrip("/") == "/v3/auth/tokens":
             return self.auth()
+        if self.path == "/_test/revoke-all":
+            # Test control, not part of the protocol: every token becomes invalid, as after a
+            # Keystone revocation or restart.
+            self.body()
+            with LOCK:
+                TOKENS.clear()
+            return self.send(204)
         self.body()
         self.send(404)
 
