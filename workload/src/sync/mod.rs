@@ -46,6 +46,8 @@ use wire::{MachineReport, MachineReports, SnapshotPatch};
 
 /// Files downloaded at once: enough to hide per-file latency, few enough to stay gentle.
 const PARALLEL_DOWNLOADS: usize = 4;
+/// How often a run's counters are written while it downloads.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Who started a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -449,6 +451,7 @@ impl Run {
         self.progress().await;
 
         let mut stop = inner.stop.clone();
+        let mut last_progress = std::time::Instant::now();
         let mut downloads = futures_util::stream::iter(todo.into_iter().map(|p| {
             let client = client.clone();
             let inner = inner.clone();
@@ -470,7 +473,12 @@ impl Run {
                 Ok(()) => {
                     self.done += 1;
                     self.bytes_done += p.size as i64;
-                    self.progress().await;
+                    // A few writes a second are plenty for anyone watching; the end is always
+                    // written by `finish`.
+                    if last_progress.elapsed() >= PROGRESS_EVERY {
+                        self.progress().await;
+                        last_progress = std::time::Instant::now();
+                    }
                 }
                 Err(reason) => self.failures.push(Failure {
                     filename: p.filename.clone(),
