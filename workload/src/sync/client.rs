@@ -50,6 +50,9 @@ pub enum ClientError {
     /// Connecting or transferring failed (after retries).
     #[error("cannot reach the upstream: {0}")]
     Network(String),
+    /// The TLS handshake failed (an untrusted or wrong certificate): not retried.
+    #[error("cannot reach the upstream: {0} (is its CA in the system store? see update-ca-certificates)")]
+    Tls(String),
     /// The answer was not what the API promises.
     #[error("the upstream sent an unexpected answer: {0}")]
     Protocol(String),
@@ -309,7 +312,13 @@ async fn status_error(response: reqwest::Response) -> ClientError {
 }
 
 fn network(e: reqwest::Error) -> ClientError {
-    ClientError::Network(chain(&e))
+    let text = chain(&e);
+    // Retrying cannot fix a certificate.
+    if text.contains("certificate") || text.contains("Certificate") {
+        ClientError::Tls(text)
+    } else {
+        ClientError::Network(text)
+    }
 }
 
 impl UpstreamClient {

@@ -45,7 +45,12 @@ use client::{ClientError, ProxyRules, Retry, UpstreamClient};
 use wire::{MachineReport, MachineReports, SnapshotPatch};
 
 /// Files downloaded at once: enough to hide per-file latency, few enough to stay gentle.
-const PARALLEL_DOWNLOADS: usize = 4;
+const PARALLEL_DOWNLOADS: usize = 8;
+/// Files published and registered at once: each holds a name lock's connection and a query's,
+/// and the run holds one for its own lock, so this leaves part of the pool to the requests.
+fn publish_permits(pool_max: usize) -> usize {
+    (pool_max.saturating_sub(2) / 2).clamp(1, 4)
+}
 /// How often a run's counters are written while it downloads.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
@@ -91,6 +96,8 @@ struct Inner {
     disabled_reason: String,
     /// Flips to true at shutdown; runs stop between files.
     stop: tokio::sync::watch::Receiver<bool>,
+    /// Files being published and registered at once (each holds two pooled connections).
+    publishing: tokio::sync::Semaphore,
 }
 
 /// The downstream sync: triggering runs, the leader's loops.
@@ -115,6 +122,7 @@ impl SyncService {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let sync = &config.patch_sync;
+        let pool_max = config.database.pool_max;
         let (client, disabled_reason) = match &sync.token {
             None => (None, "patch-sync.token is not set".to_string()),
             Some(_) if sync.upstream_url.trim().is_empty() => {
@@ -143,6 +151,7 @@ impl SyncService {
             client,
             disabled_reason,
             stop,
+            publishing: tokio::sync::Semaphore::new(publish_permits(pool_max)),
         }))
     }
 
@@ -639,7 +648,14 @@ async fn download_one(
         staged.discard().await;
         return Err(reason);
     }
-    // Decide under the name's lock, as uploads do: nobody registers this name meanwhile.
+    // Decide under the name's lock, as uploads do: nobody registers this name meanwhile. The
+    // lock holds a pooled connection and the queries take another: few files at a time, so a
+    // run never starves the pool the requests need.
+    let _permit = inner
+        .publishing
+        .acquire()
+        .await
+        .map_err(|e| e.to_string())?;
     let _lock = inner
         .store
         .lock_name(name.as_str())

@@ -700,11 +700,18 @@ async fn a_corrupted_file_is_rejected_and_reported_while_good_files_are_kept() {
     up.upload(&bad, &content(&bad, 50_000));
     // Bit rot in the upstream's storage: same size, other bytes.
     std::fs::write(up.patches.path().join(&bad), content("rotten", 50_000)).unwrap();
+    let mut more = Vec::new();
+    for i in 0..10 {
+        let f = name("5.15.0-107.117", "generic", &format!("200.{i}"), "amd64");
+        up.upload(&f, &content(&f, 20_000));
+        more.push(f);
+    }
     let token = up.sync_token("edge", "corrupt");
-    let down = downstream(&up, &token, &[]).await;
+    // A pool of three connections: the run and its concurrent publishes must not starve it.
+    let down = downstream(&up, &token, &[("LP_DATABASE_CONNECTION_POOL_MAX", "3")]).await;
     let run = down.sync_now().await;
     assert_eq!(run["state"], "failed", "{run}");
-    assert_eq!(run["patches-done"], 1);
+    assert_eq!(run["patches-done"], 11, "{run}");
     assert_eq!(run["failures"][0]["filename"], bad.as_str(), "{run}");
     assert!(
         run["failures"][0]["reason"]
@@ -713,9 +720,11 @@ async fn a_corrupted_file_is_rejected_and_reported_while_good_files_are_kept() {
             .contains("SHA-256"),
         "{run}"
     );
-    assert!(run["error"].as_str().unwrap().contains("1 of 2"), "{run}");
-    assert_eq!(down.stored(), vec![good.clone()]);
-    assert_eq!(down.filenames(), vec![good]);
+    assert!(run["error"].as_str().unwrap().contains("1 of 12"), "{run}");
+    more.push(good);
+    more.sort();
+    assert_eq!(down.stored(), more);
+    assert_eq!(down.filenames(), more);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1042,4 +1051,77 @@ async fn post_sync_is_409_sync_disabled_without_sync_and_the_sync_api_wants_a_to
         .as_str()
         .unwrap()
         .contains("strategy"));
+}
+
+/// The upstream over HTTPS with a certificate from a private CA: trusted once the CA is in the
+/// system store (here named by `SSL_CERT_FILE`, which the system-store loader honours as
+/// `update-ca-certificates`' bundle would be), refused without it, with the reason in the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_is_trusted_through_the_system_ca_store_only() {
+    let mut up = Node::start(&[]).await;
+    let f = name("5.15.0-107.117", "generic", "107.1", "amd64");
+    up.upload(&f, &content(&f, 20_000));
+    let token = up.sync_token("edge", "tls");
+    // Serve the same database and directory over TLS instead (ServerProcess probes plain HTTP,
+    // so this one is started by hand and waited for by its port).
+    up.process = None;
+    let ca = testkit::TestCa::new("sync test CA");
+    let cert = ca.issue(&["localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, cert_path, key_path) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+    );
+    std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    let port = testkit::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_livepatch-server"));
+    cmd.env_clear()
+        .env("LP_SERVER_SERVER_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("LP_SERVER_TLS_CERT_FILE", &cert_path)
+        .env("LP_SERVER_TLS_KEY_FILE", &key_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in &up.env {
+        if k != "LP_SERVER_SERVER_ADDRESS" {
+            cmd.env(k, v);
+        }
+    }
+    let _tls_upstream = crate::backends::ChildGuard(cmd.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS upstream never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("https://localhost:{port}");
+    let ca_file = ca_path.display().to_string();
+    let trusting = Node::start(&[
+        ("LP_PATCH_SYNC_ENABLED", "true"),
+        ("LP_PATCH_SYNC_UPSTREAM_URL", &url),
+        ("LP_PATCH_SYNC_TOKEN", &token),
+        ("SSL_CERT_FILE", &ca_file),
+    ])
+    .await;
+    let run = trusting.sync_now().await;
+    assert_eq!(
+        (&run["state"], &run["patches-done"]),
+        (&json!("succeeded"), &json!(1)),
+        "{run}"
+    );
+    let distrusting = Node::start(&[
+        ("LP_PATCH_SYNC_ENABLED", "true"),
+        ("LP_PATCH_SYNC_UPSTREAM_URL", &url),
+        ("LP_PATCH_SYNC_TOKEN", &token),
+        ("SSL_CERT_FILE", "/dev/null"),
+    ])
+    .await;
+    let run = distrusting.sync_now().await;
+    assert_eq!(run["state"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot reach the upstream") && error.contains("certificate"),
+        "{error}"
+    );
 }
