@@ -1,0 +1,7 @@
+//! The demo charm's `dispatch` binary: all a charm's `main` needs to be.
+
+mod charm;
+
+fn main() {
+    ops::main(charm::DemoCharm)
+}
