@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::{NameLock, Result, Store, StoreError};
+use super::{NameLock, Result, Store};
 
 /// A sync token as stored, whatever its expiry (so an expired one can be told from an unknown one).
 #[derive(Clone, Debug)]
@@ -531,6 +531,91 @@ impl Store {
             .collect())
     }
 
+    /// Registers a downloaded file in one transaction: takes the name's advisory lock (the one
+    /// uploads take), checks what is registered under the name, runs `publish` (which makes the
+    /// staged object visible) only when nothing is, then records the file with the upstream's
+    /// release time and places it in the first tier. Returns `Ok(Ok(true))` when registered,
+    /// `Ok(Ok(false))` when the same file already was, `Ok(Err(why))` when refused (another file of
+    /// that name, or `publish` failed) — nothing is registered then.
+    pub async fn register_synced<F>(
+        &self,
+        name: &crate::domain::PatchFilename,
+        sha256: &str,
+        size: i64,
+        released: Option<OffsetDateTime>,
+        publish: F,
+    ) -> Result<std::result::Result<bool, String>>
+    where
+        F: std::future::Future<Output = std::result::Result<(), String>>,
+    {
+        let started = Instant::now();
+        let result = async {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&name.as_str()],
+            )
+            .await?;
+            if let Some(r) = tx
+                .query_opt(
+                    "SELECT sha256 FROM patch_file WHERE filename = $1",
+                    &[&name.as_str()],
+                )
+                .await?
+            {
+                let existing: String = r.get(0);
+                return Ok(if existing == sha256 {
+                    Ok(false)
+                } else {
+                    Err("a different file of this name is already registered here".to_string())
+                });
+            }
+            if let Err(e) = publish.await {
+                return Ok(Err(e));
+            }
+            let version = name.version.to_string();
+            tx.execute(
+                "INSERT INTO patch (version, major, minor) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
+                &[&version, &(name.version.major as i32), &(name.version.minor as i32)],
+            )
+            .await?;
+            let kernel: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&name.kernel.version, &name.kernel.flavour, &name.architecture];
+            tx.execute(
+                "INSERT INTO kernel (version, flavour, architecture) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &kernel,
+            )
+            .await?;
+            // A separate statement: it sees a kernel row a concurrent registration just committed.
+            tx.execute(
+                "WITH f AS (
+                     INSERT INTO patch_file (filename, patch_version, kernel_id, sha256, size, released)
+                     SELECT $1, $2, k.id, $3, $4, coalesce($5, now()) FROM kernel k
+                     WHERE k.version = $6 AND k.flavour = $7 AND k.architecture = $8
+                     RETURNING id)
+                 INSERT INTO patch_file_tier (tier_id, patch_file_id)
+                 SELECT (SELECT id FROM tier ORDER BY position LIMIT 1), f.id FROM f",
+                &[
+                    &name.as_str(),
+                    &version,
+                    &sha256,
+                    &size,
+                    &released,
+                    &name.kernel.version,
+                    &name.kernel.flavour,
+                    &name.architecture,
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Ok(true))
+        }
+        .await;
+        self.observe("RegisterSyncedFile", started, &result);
+        result
+    }
+
     /// Every registered file's SHA-256, by filename.
     pub async fn file_hashes(&self) -> Result<std::collections::HashMap<String, String>> {
         let rows = self
@@ -541,22 +626,5 @@ impl Store {
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    /// Sets a file's release time (a synced file keeps the upstream's).
-    pub async fn set_released(&self, filename: &str, released: OffsetDateTime) -> Result<()> {
-        let n = self
-            .execute(
-                "SetReleased",
-                "UPDATE patch_file SET released = $2 WHERE filename = $1",
-                &[&filename, &released],
-            )
-            .await?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "there is no patch file {filename}"
-            )));
-        }
-        Ok(())
     }
 }

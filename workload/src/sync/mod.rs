@@ -40,16 +40,16 @@ pub use filter::SyncFilter;
 use crate::config::Config;
 use crate::domain::PatchFilename;
 use crate::storage::PatchStorage;
-use crate::store::{Registered, Store};
+use crate::store::Store;
 use client::{ClientError, ProxyRules, Retry, UpstreamClient};
 use wire::{MachineReport, MachineReports, SnapshotPatch};
 
 /// Files downloaded at once: enough to hide per-file latency, few enough to stay gentle.
 const PARALLEL_DOWNLOADS: usize = 8;
-/// Files published and registered at once: each holds a name lock's connection and a query's,
+/// Files published and registered at once: each holds one pooled connection (its transaction),
 /// and the run holds one for its own lock, so this leaves part of the pool to the requests.
 fn publish_permits(pool_max: usize) -> usize {
-    (pool_max.saturating_sub(2) / 2).clamp(1, 4)
+    (pool_max.saturating_sub(2)).clamp(1, 4)
 }
 /// How often a run's counters are written while it downloads.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -96,7 +96,7 @@ struct Inner {
     disabled_reason: String,
     /// Flips to true at shutdown; runs stop between files.
     stop: tokio::sync::watch::Receiver<bool>,
-    /// Files being published and registered at once (each holds two pooled connections).
+    /// Files being published and registered at once (each holds a pooled connection).
     publishing: tokio::sync::Semaphore,
 }
 
@@ -648,61 +648,35 @@ async fn download_one(
         staged.discard().await;
         return Err(reason);
     }
-    // Decide under the name's lock, as uploads do: nobody registers this name meanwhile. The
-    // lock holds a pooled connection and the queries take another: few files at a time, so a
+    // Publish and register in one transaction under the name's lock (the one uploads take), so
+    // nobody registers this name meanwhile. Each holds a pooled connection: few at a time, so a
     // run never starves the pool the requests need.
     let _permit = inner
         .publishing
         .acquire()
         .await
         .map_err(|e| e.to_string())?;
-    let _lock = inner
+    let released =
+        time::OffsetDateTime::parse(&p.released, &time::format_description::well_known::Rfc3339)
+            .ok();
+    let storage = inner.storage.clone();
+    let target = name.clone();
+    let outcome = inner
         .store
-        .lock_name(name.as_str())
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(existing) = inner
-        .store
-        .file_meta(&name)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        staged.discard().await;
-        return if existing.sha256 == p.sha256 {
-            Ok(())
-        } else {
-            Err("a different file of this name was registered here during the sync".into())
-        };
-    }
-    staged
-        .publish(name.clone())
-        .await
-        .map_err(|e| format!("cannot publish the download: {e}"))?;
-    match inner
-        .store
-        .register_file(&name, &p.sha256, p.size as i64)
-        .await
-    {
-        Ok(Registered::Created | Registered::Same) => {
-            // Cutoff dates and patch delays compare against the upstream's release time.
-            if let Ok(released) = time::OffsetDateTime::parse(
-                &p.released,
-                &time::format_description::well_known::Rfc3339,
-            ) {
-                inner
-                    .store
-                    .set_released(name.as_str(), released)
-                    .await
-                    .map_err(|e| format!("cannot record the release time: {e}"))?;
-            }
-            Ok(())
-        }
-        Ok(Registered::Conflict) => {
-            Err("a different file of this name is already registered here".into())
-        }
+        .register_synced(&name, &p.sha256, p.size as i64, released, async move {
+            staged
+                .publish(target)
+                .await
+                .map_err(|e| format!("cannot publish the download: {e}"))
+        })
+        .await;
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(why)) => Err(why),
         Err(e) => {
-            // Registered nowhere: take the object away again so storage and database agree.
-            let _ = inner.storage.delete(&name).await;
+            // The object may be visible but is registered nowhere: take it away again so storage
+            // and database agree.
+            let _ = storage.delete(&name).await;
             Err(format!("cannot register the download: {e}"))
         }
     }
