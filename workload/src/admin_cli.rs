@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 #[command(
     name = "livepatch-admin",
     version,
-    about = "Administers a Livepatch server: tiers, patches, tokens, storage, reports."
+    about = "Administers a Livepatch server: tiers, patches, tokens, sync, storage, reports."
 )]
 pub struct Cli {
     /// Server URL.
@@ -89,6 +89,9 @@ pub enum Command {
     /// Sync tokens for downstream servers.
     #[command(subcommand)]
     SyncTokens(SyncTokensCmd),
+    /// Patch sync from the upstream.
+    #[command(subcommand)]
+    Sync(SyncCmd),
     /// Patch storage.
     #[command(subcommand)]
     Storage(StorageCmd),
@@ -204,6 +207,24 @@ pub enum SyncTokensCmd {
     Remove {
         /// Name.
         name: String,
+    },
+}
+
+/// `sync …`
+#[derive(Debug, Subcommand)]
+pub enum SyncCmd {
+    /// Start a sync now.
+    Trigger {
+        /// Wait until it ends, showing progress; exit 1 when it fails.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Past sync runs and their failures.
+    #[command(alias = "report")]
+    Reports {
+        /// At most this many (newest first).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
     },
 }
 
@@ -830,6 +851,92 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                 format!("sync token {name} removed")
             }
         }
+        Command::Sync(SyncCmd::Trigger { wait }) => {
+            let v = api.json(M::POST, "/v1/admin/sync", None).await?;
+            let id = v["sync-id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the server sent no sync-id"))?
+                .to_string();
+            if !wait {
+                return Ok(if json_out {
+                    v.to_string()
+                } else {
+                    format!("sync {id} started; follow it with `livepatch-admin sync reports`")
+                });
+            }
+            let run = wait_for_sync(&api, &id).await?;
+            let out = if json_out {
+                run.to_string()
+            } else {
+                format!(
+                    "sync {id} {}: {} patch(es) downloaded ({} bytes), {} already present",
+                    s(&run["state"]),
+                    s(&run["patches-done"]),
+                    s(&run["bytes-done"]),
+                    s(&run["patches-skipped"])
+                )
+            };
+            if run["state"] != "succeeded" {
+                let mut why = format!("sync {id} failed: {}", s(&run["error"]));
+                if let Some(f) = run["failures"].as_array() {
+                    for item in f {
+                        why.push_str(&format!(
+                            "\n  {}: {}",
+                            s(&item["filename"]),
+                            s(&item["reason"])
+                        ));
+                    }
+                }
+                if json_out {
+                    println!("{out}");
+                }
+                bail!(why);
+            }
+            out
+        }
+        Command::Sync(SyncCmd::Reports { limit }) => {
+            let v = api
+                .json(
+                    M::GET,
+                    &format!("/v1/admin/sync/reports?limit={limit}"),
+                    None,
+                )
+                .await?;
+            if json_out {
+                v.to_string()
+            } else {
+                let mut out = table(
+                    &[
+                        "started", "trigger", "state", "done", "total", "skipped", "bytes", "error",
+                    ],
+                    rows(
+                        &v,
+                        "reports",
+                        &[
+                            "started",
+                            "trigger",
+                            "state",
+                            "patches-done",
+                            "patches-total",
+                            "patches-skipped",
+                            "bytes-done",
+                            "error",
+                        ],
+                    ),
+                );
+                for r in v["reports"].as_array().into_iter().flatten() {
+                    for f in r["failures"].as_array().into_iter().flatten() {
+                        out.push_str(&format!(
+                            "\n{} failed {}: {}",
+                            s(&r["started"]),
+                            s(&f["filename"]),
+                            s(&f["reason"])
+                        ));
+                    }
+                }
+                out
+            }
+        }
         Command::Storage(StorageCmd::Patches) => {
             let v = api.json(M::GET, "/v1/admin/storage/patches", None).await?;
             if json_out {
@@ -939,9 +1046,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Polls a run until it ends: a progress bar on a terminal, one line per change otherwise.
+async fn wait_for_sync(api: &Api, id: &str) -> anyhow::Result<Value> {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    loop {
+        let run = api
+            .json(
+                http::Method::GET,
+                &format!("/v1/admin/sync/{}", enc(id)),
+                None,
+            )
+            .await?;
+        let done = run["patches-done"].as_u64().unwrap_or(0);
+        let total = run["patches-total"].as_u64().unwrap_or(0);
+        let bytes = run["bytes-done"].as_u64().unwrap_or(0);
+        let line = progress_line(done, total, bytes, tty);
+        if line != last {
+            if tty {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            last = line;
+        }
+        if run["state"] != "running" {
+            if tty {
+                eprintln!();
+            }
+            return Ok(run);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// `[#########-----------] 12/50 patches, 12.0 MB` on a terminal; plain words otherwise.
+fn progress_line(done: u64, total: u64, bytes: u64, bar: bool) -> String {
+    let mb = bytes as f64 / 1e6;
+    if !bar {
+        return format!("{done}/{total} patches, {mb:.1} MB");
+    }
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    format!(
+        "[{}{}] {done}/{total} patches, {mb:.1} MB",
+        "#".repeat(filled as usize),
+        "-".repeat((WIDTH - filled) as usize)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_shows_a_bar_on_a_terminal_and_words_elsewhere() {
+        assert_eq!(
+            progress_line(5, 10, 2_500_000, true),
+            format!(
+                "[{}{}] 5/10 patches, 2.5 MB",
+                "#".repeat(15),
+                "-".repeat(15)
+            )
+        );
+        assert_eq!(
+            progress_line(5, 10, 2_500_000, false),
+            "5/10 patches, 2.5 MB"
+        );
+        assert!(progress_line(0, 0, 0, true).starts_with(&format!("[{}]", "#".repeat(30))));
+    }
 
     #[test]
     fn tables_align_columns_under_upper_case_headers() {
@@ -976,6 +1153,10 @@ mod tests {
             "sync-tokens remove down-1",
             "storage patches",
             "storage refresh",
+            "sync trigger",
+            "sync trigger --wait",
+            "sync reports --limit 5",
+            "sync report",
             "report machines stable 107.1 applied",
             "report patch-health stable 107.1",
             "hash-password --cost 12",

@@ -6,6 +6,7 @@
 
 pub mod admin_cli;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -19,3 +20,4 @@ pub mod security;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod sync;

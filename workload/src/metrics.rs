@@ -7,7 +7,8 @@
 //! one process.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the server exports.
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub database_error_count: IntCounter,
     /// Check-ins for a kernel no patch in the database was built for.
     pub updates_with_unknown_kernel: IntCounter,
+    /// The patch cache's hits, misses, evictions and length.
+    pub cache: crate::cache::CacheMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,7 +94,31 @@ impl Metrics {
             "Database query duration by query name.",
             &["method"],
         );
+        let length = IntGauge::new(
+            "livepatch_server_patch_cache_length",
+            "Patch files held in the patch cache.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(length.clone()))
+            .expect("unique metric");
+        let cache = crate::cache::CacheMetrics {
+            hits: counter(
+                "livepatch_server_patch_cache_hits",
+                "Patch downloads served from the patch cache.",
+            ),
+            misses: counter(
+                "livepatch_server_patch_cache_misses",
+                "Patch downloads the patch cache could not serve.",
+            ),
+            evictions: counter(
+                "livepatch_server_patch_cache_evictions",
+                "Patch files dropped from the patch cache (over its size or idle past its TTL).",
+            ),
+            length,
+        };
         Self {
+            cache,
             http_request_duration,
             http_auth_duration,
             http_authorizer_count,

@@ -16,11 +16,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new ones at the end; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "sync",
+        sql: include_str!("../migrations/0002_sync.sql"),
+    },
+];
 
 /// The schema version this build expects.
 pub fn latest() -> i32 {

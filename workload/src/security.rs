@@ -13,6 +13,8 @@ pub mod appid {
     pub const CLIENT_AUTHN: &str = "server.client_authn";
     /// Client authorisation.
     pub const CLIENT_AUTHZ: &str = "server.client_authz";
+    /// Sync-token authentication (downstream servers).
+    pub const SYNC_AUTHN: &str = "server.sync_authn";
     /// Token lifecycle.
     pub const TOKENS: &str = "server.tokens";
     /// Process lifecycle.

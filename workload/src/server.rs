@@ -1,6 +1,7 @@
 //! Running the server: building the state from the configuration (pool, schema check, storage,
-//! authenticator), binding listeners, serving them (plain or TLS, each connection knowing its
-//! peer address), the leader's periodic jobs, and graceful shutdown — stop accepting, let
+//! authenticator, patch cache, sync), binding listeners, serving them (plain or TLS, each
+//! connection knowing its peer address), the leader's periodic jobs (report cleanup, sync,
+//! blocklist refresh), and graceful shutdown — stop accepting, let
 //! in-flight requests (downloads included) finish within `server.shutdown-timeout`, return.
 //!
 //! [`serve`] takes already-bound listeners and a shutdown future, so tests and benchmarks bind
@@ -20,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::auth::AdminAuth;
+use crate::cache::{PatchCache, SystemClock};
 use crate::config::{Config, ListenAddress, StorageType};
 use crate::db::{self, Dsn, PoolSettings};
 use crate::governor::Governor;
@@ -28,8 +30,11 @@ use crate::metrics::Metrics;
 use crate::migrations::Status;
 use crate::storage::fs::FilesystemStorage;
 use crate::storage::postgres::PostgresStorage;
+use crate::storage::s3::S3Storage;
+use crate::storage::swift::SwiftStorage;
 use crate::storage::PatchStorage;
 use crate::store::Store;
+use crate::sync::SyncService;
 
 /// Why the server cannot start. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +100,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
                 .filter(|s| s.expose() != dsn_text.expose());
             let storage_pool = match separate {
                 Some(s) => {
-                    let d = Dsn::parse(s.expose())
-                        .map_err(|e| StartError::Config(format!("patch-storage.postgres-connection-string: {e}")))?;
+                    let d = Dsn::parse(s.expose()).map_err(|e| {
+                        StartError::Config(format!("patch-storage.postgres-connection-string: {e}"))
+                    })?;
                     db::pool(&d, settings).map_err(|e| StartError::Storage(e.to_string()))?
                 }
                 None => pool.clone(),
@@ -107,11 +113,16 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
                     .map_err(|e| StartError::Storage(format!("postgres patch storage: {e}")))?,
             )
         }
-        StorageType::S3 | StorageType::Swift => {
-            return Err(StartError::Config(
-                "patch-storage.type s3 and swift are not available in this version yet: use filesystem or postgres".into(),
-            ))
-        }
+        StorageType::S3 => Arc::new(
+            S3Storage::open(&config.patch_storage.s3)
+                .await
+                .map_err(|e| StartError::Storage(format!("S3 patch storage: {e}")))?,
+        ),
+        StorageType::Swift => Arc::new(
+            SwiftStorage::open(&config.patch_storage.swift)
+                .await
+                .map_err(|e| StartError::Storage(format!("Swift patch storage: {e}")))?,
+        ),
     };
     let report_key = if config.machine_reports.enabled {
         Some(
@@ -133,8 +144,25 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         &config.auth.basic_users,
         store.clone(),
     );
+    let cache = config.patch_cache.enabled.then(|| {
+        Arc::new(PatchCache::new(
+            config.patch_cache.size as usize,
+            config.patch_cache.ttl,
+            Arc::new(SystemClock),
+            metrics.cache.clone(),
+        ))
+    });
+    let config = Arc::new(config);
+    let (shutdown, stop) = tokio::sync::watch::channel(false);
+    let sync = SyncService::new(
+        config.clone(),
+        store.clone(),
+        storage.clone(),
+        &|name| std::env::var(name).ok().filter(|v| !v.is_empty()),
+        stop,
+    );
     Ok(AppState(Arc::new(StateInner {
-        config: Arc::new(config),
+        config,
         store,
         storage,
         admin_auth,
@@ -142,6 +170,9 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         governor,
         build: BuildInfo::current(),
         report_key,
+        cache,
+        sync,
+        shutdown,
     })))
 }
 
@@ -245,8 +276,15 @@ pub async fn serve(
     if state.config.server.is_leader && state.config.machine_reports.enabled {
         tokio::spawn(report_cleanup(state.clone(), stop_rx.clone()));
     }
+    if state.config.server.is_leader {
+        tokio::spawn(state.sync.clone().leader_loops());
+    }
+    if let Some(cache) = &state.cache {
+        tokio::spawn(cache.clone().sweeper(stop_rx.clone()));
+    }
     shutdown.await;
     let _ = stop_tx.send(true);
+    let _ = state.shutdown.send(true);
     for l in loops {
         let _ = l.await;
     }

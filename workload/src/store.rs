@@ -18,6 +18,9 @@ use tokio_postgres::Row;
 use crate::domain::{Kernel, MachineId, PatchFilename, PatchVersion, TierName};
 use crate::metrics::Metrics;
 
+mod sync;
+pub use sync::{DownstreamReport, SyncRun, SyncTokenRow, UpstreamMachine};
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -556,16 +559,30 @@ impl Store {
                 &[&version, &(name.version.major as i32), &(name.version.minor as i32)],
             )
             .await?;
-            let kernel_id: i64 = tx
-                .query_one(
+            let kernel_params: [&(dyn ToSql + Sync); 3] =
+                [&name.kernel.version, &name.kernel.flavour, &name.architecture];
+            let inserted = tx
+                .query_opt(
                     "WITH ins AS (INSERT INTO kernel (version, flavour, architecture) VALUES ($1, $2, $3)
                                   ON CONFLICT DO NOTHING RETURNING id)
                      SELECT id FROM ins UNION ALL
                      SELECT id FROM kernel WHERE version = $1 AND flavour = $2 AND architecture = $3 LIMIT 1",
-                    &[&name.kernel.version, &name.kernel.flavour, &name.architecture],
+                    &kernel_params,
                 )
-                .await?
-                .get(0);
+                .await?;
+            let kernel_id: i64 = match inserted {
+                Some(r) => r.get(0),
+                // A concurrent registration inserted the kernel after this statement's snapshot
+                // was taken (its INSERT waited for that commit, then did nothing): a new statement
+                // sees the row.
+                None => tx
+                    .query_one(
+                        "SELECT id FROM kernel WHERE version = $1 AND flavour = $2 AND architecture = $3",
+                        &kernel_params,
+                    )
+                    .await?
+                    .get(0),
+            };
             let file_id: i64 = match tx
                 .query_one(
                     "INSERT INTO patch_file (filename, patch_version, kernel_id, sha256, size)
@@ -682,7 +699,7 @@ impl Store {
         let n = self
             .execute(
                 "BlocklistPatch",
-                "UPDATE patch SET blocklisted = true, blocklist_reason = $2, blocklisted_at = now() WHERE version = $1",
+                "UPDATE patch SET blocklisted = true, blocklist_reason = $2, blocklisted_at = now(), blocklist_source = 'local' WHERE version = $1",
                 &[&version.to_string(), &reason],
             )
             .await?;
@@ -699,7 +716,7 @@ impl Store {
         let n = self
             .execute(
                 "UnblocklistPatch",
-                "UPDATE patch SET blocklisted = false, blocklist_reason = NULL, blocklisted_at = NULL WHERE version = $1",
+                "UPDATE patch SET blocklisted = false, blocklist_reason = NULL, blocklisted_at = NULL, blocklist_source = NULL WHERE version = $1",
                 &[&version.to_string()],
             )
             .await?;

@@ -68,6 +68,12 @@ pub struct StateInner {
     pub build: BuildInfo,
     /// HMAC key for machine ids in reports (present when reports are enabled).
     pub report_key: Option<Vec<u8>>,
+    /// The patch cache, when `patch-cache.enabled`.
+    pub cache: Option<Arc<crate::cache::PatchCache>>,
+    /// Patch sync from the upstream.
+    pub sync: crate::sync::SyncService,
+    /// Set to true when the server stops: background jobs (sync runs, loops) end.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Shared, cheaply cloned application state.
@@ -103,7 +109,8 @@ pub fn router(state: AppState, surface: Surface) -> Router {
     if surface != Surface::Admin {
         r = r
             .merge(routes::client::router())
-            .merge(routes::patches::router());
+            .merge(routes::patches::router())
+            .merge(routes::sync::router());
     }
     if surface != Surface::Public {
         r = r

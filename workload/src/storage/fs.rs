@@ -1,10 +1,14 @@
 //! Filesystem patch storage: one file per patch in `patch-storage.filesystem-path`. Uploads go to
 //! a hidden temporary file in the same directory, are fsynced, then renamed into place (and the
-//! directory fsynced), so a reader never sees a partial file. Names come in as
+//! directory fsynced), so a reader never sees a partial file. Concurrent publishes share
+//! directory fsyncs (group commit): a publish returns once a directory fsync that started after
+//! its rename has completed, so a sync writing many files pays one fsync per batch, not per file. Names come in as
 //! [`PatchFilename`]s, whose grammar admits no separator or dot-dot: nothing escapes the directory.
 
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
@@ -28,6 +32,35 @@ fn backend(e: io::Error) -> StorageError {
 #[derive(Debug)]
 pub struct FilesystemStorage {
     root: PathBuf,
+    dir_sync: Arc<DirSync>,
+}
+
+/// Group commit of directory fsyncs.
+#[derive(Debug, Default)]
+struct DirSync {
+    /// Tickets handed out, one per completed rename.
+    issued: AtomicU64,
+    /// The highest ticket a completed fsync covers; held while an fsync runs.
+    covered: tokio::sync::Mutex<u64>,
+}
+
+impl DirSync {
+    /// Returns once the renames completed before this call are durable.
+    async fn after_rename(&self, dir: &Path) -> io::Result<()> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.covered.lock().await;
+        if *covered >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued so far belongs to a rename that completed before this fsync starts.
+        let upto = self.issued.load(Ordering::SeqCst);
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::File::open(dir).and_then(|d| d.sync_all()))
+            .await
+            .map_err(io::Error::other)??;
+        *covered = upto;
+        Ok(())
+    }
 }
 
 impl FilesystemStorage {
@@ -44,6 +77,7 @@ impl FilesystemStorage {
         }
         Ok(Self {
             root: root.to_path_buf(),
+            dir_sync: Arc::default(),
         })
     }
 
@@ -55,6 +89,7 @@ impl FilesystemStorage {
 struct StagedFile {
     temp: Option<PathBuf>,
     root: PathBuf,
+    dir_sync: Arc<DirSync>,
     sha256: String,
     size: u64,
 }
@@ -82,6 +117,7 @@ impl Staged for StagedFile {
     ) -> BoxFuture<'static, Result<(), StorageError>> {
         let temp = self.temp.take();
         let root = self.root.clone();
+        let dir_sync = self.dir_sync.clone();
         async move {
             let temp = temp.ok_or_else(|| StorageError::Backend("already published".into()))?;
             let target = root.join(name.as_str());
@@ -89,12 +125,11 @@ impl Staged for StagedFile {
                 let _ = tokio::fs::remove_file(&temp).await;
                 return Err(backend(e));
             }
-            // Make the rename itself durable.
-            let dir = root.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                std::fs::File::open(dir).and_then(|d| d.sync_all())
-            })
-            .await;
+            // Make the rename itself durable. The file is in place either way; as before, a failed
+            // directory fsync is reported, not turned into a failed publish.
+            if let Err(e) = dir_sync.after_rename(&root).await {
+                tracing::warn!(error = %e, "cannot fsync the patch directory");
+            }
             Ok(())
         }
         .boxed()
@@ -128,6 +163,7 @@ impl PatchStorage for FilesystemStorage {
             let mut staged = StagedFile {
                 temp: Some(temp.clone()),
                 root: self.root.clone(),
+                dir_sync: self.dir_sync.clone(),
                 sha256: String::new(),
                 size: 0,
             };
@@ -148,7 +184,8 @@ impl PatchStorage for FilesystemStorage {
             .await?;
             let mut w = file.lock().await;
             w.flush().await.map_err(backend)?;
-            w.get_mut().sync_all().await.map_err(backend)?;
+            // Data and the size: what reading the file back needs (fdatasync).
+            w.get_mut().sync_data().await.map_err(backend)?;
             staged.sha256 = sha256;
             staged.size = size;
             Ok(Box::new(staged) as Box<dyn Staged>)
@@ -325,5 +362,34 @@ mod tests {
         let dropped = s.stage(body(vec![b"y"]), 100).await.unwrap();
         drop(dropped);
         assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishes_share_directory_fsyncs_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(FilesystemStorage::open(dir.path()).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..16u32 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let n = PatchFilename::parse(&format!(
+                    "livepatch-5.15.0-107.117-generic-{i}.1-amd64.tar.bz2"
+                ))
+                .unwrap();
+                let staged = s.stage(body(vec![b"x"]), 10).await.unwrap();
+                staged.publish(n).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.list().await.unwrap().len(), 16);
+        let issued = s.dir_sync.issued.load(Ordering::SeqCst);
+        let covered = *s.dir_sync.covered.lock().await;
+        assert_eq!(
+            (issued, covered),
+            (16, 16),
+            "every rename is covered by a completed fsync"
+        );
     }
 }

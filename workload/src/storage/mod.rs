@@ -3,11 +3,15 @@
 //! discarded — so a failed or refused upload leaves nothing behind, and an object store (S3,
 //! Swift: issue 5) fits the same shape (multipart upload, then complete or abort).
 //!
-//! Implementations: [`fs::FilesystemStorage`] (temp file, fsync, rename) and
-//! [`postgres::PostgresStorage`] (chunks in `patch_file_data`).
+//! Implementations: [`fs::FilesystemStorage`] (temp file, fsync, rename),
+//! [`postgres::PostgresStorage`] (chunks in `patch_file_data`), [`s3::S3Storage`] (small objects
+//! held in memory and PUT on publish, large ones a multipart upload to a temporary key, copied on
+//! publish) and [`swift::SwiftStorage`] (the same shape over the Swift object API).
 
 pub mod fs;
 pub mod postgres;
+pub mod s3;
+pub mod swift;
 
 use std::io;
 

@@ -332,3 +332,50 @@ async fn admin_routes_and_metrics_are_fenced_by_cidr() {
         200
     );
 }
+
+#[tokio::test]
+async fn cached_downloads_serve_the_same_bytes_and_ranges_and_count_hits_and_misses() {
+    let app = spawn_app(&[
+        ("LP_PATCH_CACHE_ENABLED", "true"),
+        ("LP_PATCH_CACHE_CACHE_SIZE", "4"),
+    ])
+    .await;
+    let admin = app.admin().await;
+    let data = content(300_000);
+    let name = patch_name(K, "generic", "6.1", "amd64");
+    assert_eq!(app.upload(&admin, &name, &data).await.status, 201);
+    let path = format!("/v1/patches/{name}");
+    let cache = app.state.cache.clone().expect("enabled");
+    let first = app.send(get(&path, &[], Method::GET)).await;
+    assert_eq!((first.status.as_u16(), &first.body[..]), (200, &data[..]));
+    // The miss started one background fill; a request never waits for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cache.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fill never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let whole = app.send(get(&path, &[], Method::GET)).await;
+    assert_eq!(&whole.body[..], &data[..]);
+    assert_eq!(whole.headers["content-length"], "300000");
+    let part = app
+        .send(get(&path, &[("range", "bytes=1000-1999")], Method::GET))
+        .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(&part.body[..], &data[1000..2000]);
+    assert_eq!(part.headers["content-range"], "bytes 1000-1999/300000");
+    let head = app.send(get(&path, &[], Method::HEAD)).await;
+    assert_eq!((head.status.as_u16(), head.body.len()), (200, 0));
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        "livepatch_server_patch_cache_hits 2",
+        "livepatch_server_patch_cache_misses 1",
+        "livepatch_server_patch_cache_evictions 0",
+        "livepatch_server_patch_cache_length 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+}

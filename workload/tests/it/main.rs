@@ -2,12 +2,16 @@
 //! processes. One binary (faster to build); under nextest each test still runs in its own process.
 
 mod admin;
+mod backends;
 mod client;
 mod common;
 mod docs;
 mod downloads;
 mod openapi;
 mod process;
+mod proxy;
 mod routes;
 mod schema_tool;
+mod storage;
+mod sync;
 mod tls;

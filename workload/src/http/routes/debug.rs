@@ -1,5 +1,6 @@
 //! Health and observability: `/`, `/debug/info` (never touches the database), `/debug/status`
-//! (probes the database and patch storage; 503 when either fails) and `/metrics`.
+//! (probes the database and patch storage; 503 when either fails; the upstream's state from the
+//! last sync report, which never changes the code) and `/metrics`.
 
 use std::time::Instant;
 
@@ -52,6 +53,21 @@ async fn status(State(state): State<AppState>) -> Response {
         "patch-storage": entry(storage.is_ok(), storage_ms),
     });
     body["patch-storage"]["type"] = json!(state.storage.kind());
+    if let Some(url) = state.sync.upstream_url() {
+        // From the last sync report, not a probe: the upstream's health must not slow this route.
+        let last = state
+            .store
+            .sync_runs(1)
+            .await
+            .ok()
+            .and_then(|r| r.into_iter().next());
+        let ok = last.as_ref().is_none_or(|r| r.state != "failed");
+        body["upstream"] = json!({
+            "status": if ok { "OK" } else { "error" },
+            "url": url,
+            "last-sync": last.map(|r| json!({"state": r.state, "started": crate::http::routes::rfc3339(r.started)})),
+        });
+    }
     let code = if db.is_ok() && storage.is_ok() {
         StatusCode::OK
     } else {

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod client;
 pub mod debug;
 pub mod patches;
+pub mod sync;
 pub mod sync_tokens;
 
 /// RFC 3339 (UTC, seconds) for responses.

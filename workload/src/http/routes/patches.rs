@@ -1,7 +1,8 @@
 //! Patch downloads: `GET`/`HEAD /v1/patches/{filename}` stream from storage with
 //! `Content-Length`, `ETag` (the quoted SHA-256), `If-None-Match` (304) and one `Range` (206, 416
 //! when unsatisfiable), or redirect (307) to `server.url-template` when `server.redirect-downloads`
-//! is on. The name must match the patch filename grammar, so no path can escape the store.
+//! is on. The name must match the patch filename grammar, so no path can escape the store. With
+//! `patch-cache.enabled` the bytes come from the in-memory cache when it holds them.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -88,8 +89,20 @@ async fn download(
             return Ok(r);
         }
     }
+    serve_file(&state, &method, &headers, &name).await
+}
+
+/// Serves a registered file: validators, ranges, and the bytes from the patch cache when it
+/// holds them, else from storage (starting a background fill of the cache). Shared by
+/// `/v1/patches` and the sync API's `/v1/sync/patches`.
+pub(crate) async fn serve_file(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    name: &PatchFilename,
+) -> ApiResult<Response> {
     let meta =
-        state.store.file_meta(&name).await?.ok_or_else(|| {
+        state.store.file_meta(name).await?.ok_or_else(|| {
             ApiError::NotFound(format!("there is no patch file {}", name.as_str()))
         })?;
     let etag = format!("\"{}\"", meta.sha256);
@@ -126,8 +139,17 @@ async fn download(
     };
     let body = if method == Method::HEAD {
         Body::empty()
+    } else if let Some(bytes) = state
+        .cache
+        .as_ref()
+        .and_then(|c| c.get(name.as_str(), &meta.sha256))
+    {
+        match range {
+            Some((s, e)) => Body::from(bytes.slice(s as usize..=e as usize)),
+            None => Body::from(bytes),
+        }
     } else {
-        let Some(object) = state.storage.open(&name, range).await? else {
+        let Some(object) = state.storage.open(name, range).await? else {
             // A registered file that storage cannot find: storage itself is gone (a volume not
             // mounted, a directory removed) — say so and let clients retry — or the file alone
             // was deleted behind the server's back, which retrying will not fix.
@@ -145,6 +167,14 @@ async fn download(
                 name.as_str(),
                 object.size
             )));
+        }
+        if let Some(cache) = &state.cache {
+            cache.fill(
+                state.storage.clone(),
+                name.clone(),
+                meta.sha256.clone(),
+                size,
+            );
         }
         Body::from_stream(object.body)
     };

@@ -7,6 +7,7 @@ pub mod login;
 pub mod patches;
 pub mod reports;
 pub mod storage;
+pub mod sync;
 pub mod tiers;
 
 use axum::Router;
@@ -22,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(patches::router())
         .merge(storage::router())
         .merge(reports::router())
+        .merge(sync::router())
 }
 
 /// 409 when `patch-sync.sync-tiers` makes the upstream the owner of tiers and placements.
