@@ -401,6 +401,33 @@ impl PgCluster {
         Ok(cluster)
     }
 
+    /// Stops the server as an operator would (`pg_ctl stop -m fast`: sessions are ended, committed
+    /// work is checkpointed), for tests of what clients do while the database is down.
+    pub fn stop(&self) -> io::Result<()> {
+        run(
+            as_owner(&pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]),
+            "pg_ctl stop",
+        )
+        .map(drop)
+    }
+
+    /// Starts a cluster stopped with [`PgCluster::stop`] again, on the same port and data.
+    pub fn start_again(&self) -> io::Result<()> {
+        run(
+            as_owner(&pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .arg("-l")
+                .arg(self.dir.path().join("server.log"))
+                .args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        )
+        .map(drop)
+    }
+
     /// The TCP port (on 127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

@@ -263,8 +263,12 @@ pub enum ApiError {
     Unprocessable(String),
     /// 503 from the governor.
     Overloaded,
-    /// 503: a dependency is down (the detail is logged).
+    /// 503 `database-unavailable`: the database is down (the detail is logged).
     Unavailable(String),
+    /// 503 `storage-unavailable`: patch storage is down (the detail is logged).
+    StorageUnavailable(String),
+    /// 507 `storage-full`: patch storage has no room left (the detail is logged).
+    StorageFull(String),
     /// 500 (the detail is logged).
     Internal(String),
 }
@@ -319,15 +323,26 @@ impl IntoResponse for ApiError {
                 "the server is busy: retry in a second".to_string(),
             ),
             ApiError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "dependency unavailable");
-                let mut r = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "a backing service is unavailable: retry shortly",
+                tracing::error!(error = %detail, "database unavailable");
+                return unavailable(
+                    "database-unavailable",
+                    "the database is unavailable: retry shortly",
                 );
-                r.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-                return r;
+            }
+            ApiError::StorageUnavailable(detail) => {
+                tracing::error!(error = %detail, "patch storage unavailable");
+                return unavailable(
+                    "storage-unavailable",
+                    "patch storage is unavailable: retry shortly",
+                );
+            }
+            ApiError::StorageFull(detail) => {
+                tracing::error!(error = %detail, "patch storage full");
+                (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage-full",
+                    "patch storage is full: nothing was stored; free space or grow the volume, then retry".to_string(),
+                )
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -340,6 +355,14 @@ impl IntoResponse for ApiError {
         };
         error_response(status, code, &message)
     }
+}
+
+/// 503 with `Retry-After`: a dependency is down, and clients should come back in a few seconds.
+fn unavailable(code: &str, message: &str) -> Response {
+    let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
@@ -362,6 +385,20 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict("conflict", m),
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError;
+        match e {
+            StorageError::TooLarge { limit } => ApiError::TooLarge(format!(
+                "the patch is larger than server.max-upload-size ({limit} bytes)"
+            )),
+            StorageError::Body(m) => ApiError::invalid("body", m),
+            StorageError::Full(m) => ApiError::StorageFull(m),
+            other => ApiError::StorageUnavailable(other.to_string()),
         }
     }
 }

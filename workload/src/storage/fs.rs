@@ -19,8 +19,13 @@ use crate::domain::PatchFilename;
 
 const TEMP_PREFIX: &str = ".upload-";
 
+/// Bytes read per chunk of a download. Each read is a trip to tokio's blocking pool, so larger
+/// chunks mean fewer trips: 256 KiB serves a 2 MB patch in 8 reads instead of 32, which
+/// `scripts/bench-server` measured as faster than 64 KiB, at 256 KiB of memory per download.
+const READ_CHUNK: usize = 256 * 1024;
+
 fn backend(e: io::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
+    StorageError::from(e)
 }
 
 /// A directory of patch files.
@@ -208,7 +213,7 @@ impl PatchStorage for FilesystemStorage {
             if start > 0 {
                 file.seek(SeekFrom::Start(start)).await.map_err(backend)?;
             }
-            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 64 * 1024);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
             Ok(Some(Object {
                 size,
                 body: stream.boxed(),

@@ -37,9 +37,25 @@ pub enum StorageError {
     /// Reading the incoming body failed (client went away); nothing was kept.
     #[error("cannot read the upload: {0}")]
     Body(String),
+    /// The store has no room left (ENOSPC, a quota); nothing was kept.
+    #[error("patch storage is full: {0}")]
+    Full(String),
     /// The store failed.
     #[error("patch storage failed: {0}")]
     Backend(String),
+}
+
+impl From<io::Error> for StorageError {
+    /// A full disk or an exhausted quota is [`StorageError::Full`]: the operator must make room,
+    /// which is not the same advice as for a store that is down.
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                StorageError::Full(e.to_string())
+            }
+            _ => StorageError::Backend(e.to_string()),
+        }
+    }
 }
 
 /// An object written but not yet visible under its name.

@@ -149,17 +149,18 @@ pub(crate) async fn serve_file(
             None => Body::from(bytes),
         }
     } else {
-        let object = state
-            .storage
-            .open(name, range)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-            .ok_or_else(|| {
-                ApiError::Internal(format!(
-                    "{} is registered but missing from patch storage",
-                    name.as_str()
-                ))
-            })?;
+        let Some(object) = state.storage.open(name, range).await? else {
+            // A registered file that storage cannot find: storage itself is gone (a volume not
+            // mounted, a directory removed) — say so and let clients retry — or the file alone
+            // was deleted behind the server's back, which retrying will not fix.
+            if let Err(e) = state.storage.check().await {
+                return Err(ApiError::StorageUnavailable(e.to_string()));
+            }
+            return Err(ApiError::Internal(format!(
+                "{} is registered but missing from patch storage",
+                name.as_str()
+            )));
+        };
         if object.size != size {
             return Err(ApiError::Internal(format!(
                 "{} is {} bytes in storage but {size} in the database",

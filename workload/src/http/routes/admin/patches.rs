@@ -168,8 +168,7 @@ async fn upload(
         .await
         .map_err(|e| match e {
             StorageError::TooLarge { .. } => too_large(),
-            StorageError::Body(m) => ApiError::invalid("body", m),
-            other => ApiError::Unavailable(other.to_string()),
+            other => ApiError::from(other),
         })?;
     let (sha256, size) = (staged.sha256().to_string(), staged.size());
     let out = Uploaded {
@@ -197,10 +196,7 @@ async fn upload(
         }
         None => {}
     }
-    staged
-        .publish(name.clone())
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    staged.publish(name.clone()).await.map_err(ApiError::from)?;
     match state.store.register_file(&name, &sha256, size as i64).await {
         Ok(Registered::Created | Registered::Same) => {}
         Ok(Registered::Conflict) => {

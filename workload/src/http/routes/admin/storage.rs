@@ -36,11 +36,7 @@ struct ListResponse {
 }
 
 async fn list(State(state): State<AppState>, _admin: Admin) -> ApiResult<ApiJson<ListResponse>> {
-    let stored = state
-        .storage
-        .list()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let stored = state.storage.list().await.map_err(ApiError::from)?;
     let known: std::collections::HashSet<String> =
         state.store.all_filenames().await?.into_iter().collect();
     Ok(ApiJson(ListResponse {
@@ -72,11 +68,7 @@ async fn refresh(
     State(state): State<AppState>,
     admin: Admin,
 ) -> ApiResult<ApiJson<RefreshResponse>> {
-    let stored = state
-        .storage
-        .list()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let stored = state.storage.list().await.map_err(ApiError::from)?;
     let known: std::collections::HashSet<String> =
         state.store.all_filenames().await?.into_iter().collect();
     let mut out = RefreshResponse {
@@ -105,15 +97,15 @@ async fn refresh(
             .storage
             .open(&name, None)
             .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
+            .map_err(ApiError::from)?
             .ok_or_else(|| {
-                ApiError::Unavailable(format!("{} vanished during the refresh", o.name))
+                ApiError::StorageUnavailable(format!("{} vanished during the refresh", o.name))
             })?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut body = object.body;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let chunk = chunk.map_err(|e| ApiError::from(crate::storage::StorageError::from(e)))?;
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
