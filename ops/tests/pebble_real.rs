@@ -22,6 +22,10 @@ struct Real {
 
 impl Real {
     fn new() -> Real {
+        Real::start(false)
+    }
+
+    fn start(container_view: bool) -> Real {
         let root = tempfile::tempdir().unwrap();
         let sock = tempfile::tempdir().unwrap();
         let socket = sock.path().join("pebble.socket");
@@ -32,7 +36,11 @@ impl Real {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        let workload = Arc::new(RealWorkload::new(root.path(), env).unwrap());
+        let mut workload = RealWorkload::new(root.path(), env).unwrap();
+        if container_view {
+            workload = workload.with_container_view().unwrap();
+        }
+        let workload = Arc::new(workload);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -127,6 +135,50 @@ fn files_live_on_disk_under_the_root() {
     );
     r.client.remove_path("/etc", true).unwrap();
     assert!(!r.root.path().join("etc").exists());
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+#[test]
+fn with_the_container_view_processes_see_pushed_files_at_their_container_paths() {
+    if !running_as_root() {
+        eprintln!("skipped: the container view mounts overlays, which needs root");
+        return;
+    }
+    let r = Real::start(true);
+    let dir = format!("/etc/ops-view-{}", std::process::id());
+    r.client
+        .push(
+            &format!("{dir}/app.conf"),
+            "from the charm\n",
+            &PushOptions::default().make_dirs(),
+        )
+        .unwrap();
+    let out = r
+        .client
+        .exec(&ExecOptions::new(["cat", &format!("{dir}/app.conf")]))
+        .unwrap();
+    assert_eq!(out.stdout_text(), "from the charm\n");
+    // The host's files stay visible beneath the container's.
+    let passwd = r
+        .client
+        .exec(&ExecOptions::new(["cat", "/etc/passwd"]))
+        .unwrap()
+        .stdout_text();
+    assert!(passwd.starts_with("root:"), "{passwd}");
+    // What the process writes lands in the container, never on the host.
+    r.client
+        .exec(&ExecOptions::new([
+            "sh",
+            "-c",
+            &format!("echo written > {dir}/out"),
+        ]))
+        .unwrap();
+    assert_eq!(r.client.pull(&format!("{dir}/out")).unwrap(), b"written\n");
+    assert!(!std::path::Path::new(&dir).exists(), "the host was written");
 }
 
 #[test]
