@@ -670,7 +670,12 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     let ca_calls =
         std::fs::read_to_string(unit.root().join("var/log/update-ca-certificates.calls"))
             .unwrap_or_default();
-    assert!(ca_calls.contains("update-ca-certificates --fresh"), "{ca_calls:?}");
+    assert!(
+        ca_calls.contains("update-ca-certificates --fresh"),
+        "{ca_calls:?}; exec'd: {:?}; the double said: {}",
+        unit.exec_calls(),
+        std::fs::read_to_string(unit.dir.join("pebble.log")).unwrap_or_default()
+    );
     let installed = std::fs::read_to_string(
         unit.root()
             .join("usr/local/share/ca-certificates/trusted-contracts.ca.crt"),

@@ -5,7 +5,7 @@
 //! commands run as real processes: an absolute executable is looked for
 //! under `root` first (so a test can link `<root>/usr/local/bin/server` to a
 //! freshly built binary) and then as given; a bare name is looked up in
-//! `PATH`. Services get the double's environment plus their own, run in
+//! `PATH`, the container's copy (under `root`) first. Services get the double's environment plus their own, run in
 //! their own process group, count as started after staying up one second
 //! (Pebble's rule), and are stopped with SIGTERM, then SIGKILL after the
 //! kill delay. Checks really run every period (HTTP GET, TCP connect, or a
@@ -15,13 +15,15 @@
 //! (`/etc/app/ca.crt`) is under `root`, not at that path. With
 //! [`RealWorkload::with_container_view`] every service, exec'd command and
 //! exec check runs in a private mount namespace (`unshare --mount`) where
-//! each top-level directory of `root` that the host also has (`/etc`,
-//! `/usr`, `/var`…) is an overlay: the container's files on top of the
-//! host's, the process's writes landing in `root`. So the container's paths
-//! mean the same to the processes as to the charm, and the host is never
-//! written. That needs root (mounting) and overlayfs; a top-level directory
-//! the host lacks (`/app`) cannot be overlaid without creating it on the
-//! host, and is left out.
+//! every top-level directory of the host (`/etc`, `/usr`, `/var`…; not the
+//! kernel's `/proc`, `/sys`, `/dev`, `/run`, nor the one holding `root`) is
+//! an overlay: the container's files on top of the host's, the process's
+//! writes landing in `root`. So the container's paths mean the same to the
+//! processes as to the charm, and the host is not written. That needs root
+//! (mounting) and overlayfs. Limits: a top-level directory the host lacks
+//! (`/app`) cannot be made without creating it on the host, so the
+//! container's own is reachable only under `root`; mounts nested inside an
+//! overlaid directory are hidden by it; the network is the host's.
 //!
 //! Deliberate limits: processes run as the test's own user (the `user` and
 //! `group` of a request are recorded, not applied, and file ownership is
@@ -172,22 +174,23 @@ impl RealWorkload {
             .find(|p| p.is_file())
     }
 
-    /// The top-level directories of `root` to overlay onto the host's.
+    /// The host's top-level directories to overlay with the container's
+    /// (made in `root` when missing, so nothing a process writes there can
+    /// reach the host).
     fn overlays(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
+        let Ok(entries) = std::fs::read_dir("/") else {
             return Vec::new();
         };
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
+            // Real directories only: `/bin` → `usr/bin` follows `/usr`.
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| !NOT_OVERLAID.contains(&n.as_str()))
-            .filter(|n| {
-                let host = Path::new("/").join(n);
-                // Not where the root itself lives: an overlay may not hold
-                // its own upper directory.
-                host.is_dir() && !self.root.starts_with(&host)
-            })
+            // Not where the root itself lives: an overlay may not hold its
+            // own upper directory.
+            .filter(|n| !self.root.starts_with(Path::new("/").join(n)))
+            .filter(|n| std::fs::create_dir_all(self.root.join(n)).is_ok())
             .collect();
         names.sort();
         names
