@@ -101,6 +101,10 @@ struct Unit {
     charm: PathBuf,
     logs: Logs,
     double: Option<Child>,
+    /// Whether the unit's pod has its own network namespace (the double's,
+    /// shared by the charm's processes and the helpers started in it).
+    pod_network: bool,
+    helpers: Vec<Child>,
 }
 
 impl Unit {
@@ -113,6 +117,8 @@ impl Unit {
             charm: charm.to_path_buf(),
             logs: logs.clone(),
             double: None,
+            pod_network: false,
+            helpers: Vec::new(),
         };
         unit.set_state(state);
         unit
@@ -173,7 +179,23 @@ impl Unit {
         let file = self.dir.join("livepatch.json");
         ops::testing::fakes::write_json(&file, &Container::new("livepatch")).unwrap();
         let log = std::fs::File::create(self.dir.join("pebble.log")).unwrap();
-        let child = Command::new(workspace_bin("ops-pebble-double"))
+        let mut cmd = if self.pod_network {
+            // A pod of its own: a new network namespace with its loopback up.
+            let mut c = Command::new("unshare");
+            c.args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$@\"",
+                "sh",
+            ])
+            .arg(workspace_bin("ops-pebble-double"));
+            c
+        } else {
+            Command::new(workspace_bin("ops-pebble-double"))
+        };
+        let child = cmd
             .arg("--socket")
             .arg(self.socket())
             .arg("--container-file")
@@ -192,15 +214,44 @@ impl Unit {
             .spawn()
             .unwrap();
         self.double = Some(child);
-        wait_for("the Pebble double to listen", Duration::from_secs(20), || {
-            UnixStream::connect(self.socket()).is_ok()
-        });
+        wait_for(
+            "the Pebble double to listen",
+            Duration::from_secs(20),
+            || UnixStream::connect(self.socket()).is_ok(),
+        );
+    }
+
+    /// A command run in this unit's pod (its network namespace, if it has one).
+    fn in_pod(&self, program: &Path) -> Command {
+        match (&self.double, self.pod_network) {
+            (Some(d), true) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/proc/{}/ns/net", d.id()))
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+            _ => Command::new(program),
+        }
+    }
+
+    /// Starts a helper process in the pod, stopped with the unit.
+    fn spawn_in_pod(&mut self, program: &Path, args: &[&str]) {
+        let child = self
+            .in_pod(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.helpers.push(child);
     }
 
     fn dispatch(&self, what: &[String], source: &str) -> Value {
         let report = self.dir.join("report.json");
         let _ = std::fs::remove_file(&report);
-        let output = Command::new(workspace_bin("ops-fake-juju"))
+        let output = self
+            .in_pod(&workspace_bin("ops-fake-juju"))
             .arg("dispatch")
             .arg("--state")
             .arg(self.state_path())
@@ -230,11 +281,19 @@ impl Unit {
         };
         let report: Value = serde_json::from_slice(&bytes).unwrap();
         let tag = format!("{} {source}", self.name);
-        self.logs
-            .add(&format!("{tag} charm stdout"), report["stdout"].as_str().unwrap_or(""));
-        self.logs
-            .add(&format!("{tag} charm stderr"), report["stderr"].as_str().unwrap_or(""));
-        for line in report["record"]["juju_log"].as_array().into_iter().flatten() {
+        self.logs.add(
+            &format!("{tag} charm stdout"),
+            report["stdout"].as_str().unwrap_or(""),
+        );
+        self.logs.add(
+            &format!("{tag} charm stderr"),
+            report["stderr"].as_str().unwrap_or(""),
+        );
+        for line in report["record"]["juju_log"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             self.logs.add(
                 &format!("{tag} juju-log"),
                 line["message"].as_str().unwrap_or(""),
@@ -349,6 +408,10 @@ impl Unit {
 
 impl Drop for Unit {
     fn drop(&mut self) {
+        for mut h in self.helpers.drain(..) {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
         if let Some(mut c) = self.double.take() {
             // SIGTERM: the double stops the services it started.
             let _ = Command::new("kill")
@@ -376,14 +439,43 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// What a second unit of the application sees when it joins: the
+/// application's config, secrets and relation data, the leader as a peer,
+/// nothing of the leader's own unit state.
+fn follower_state(leader: &State) -> State {
+    let mut s = State::default();
+    s.config = leader.config.clone();
+    s.leader = false;
+    s.model = leader.model.clone();
+    s.secrets = leader.secrets.clone();
+    s.planned_units = 2;
+    s.containers = vec![Container::new("livepatch")];
+    s.relations = leader
+        .relations
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.local_unit_data = ops::testing::state::default_unit_bag("10.1.0.11");
+            if r.peer {
+                r.remote_units = [(0, leader_unit_bag(leader, r.id))].into();
+            }
+            r
+        })
+        .collect();
+    s
+}
+
+fn leader_unit_bag(leader: &State, relation: u64) -> std::collections::BTreeMap<String, String> {
+    leader.relation(relation).unwrap().local_unit_data.clone()
+}
+
 /// The charm as `charmcraft pack` lays it out (scripts/pack-charm): the
 /// compiled charm as `dispatch` beside its metadata.
 fn pack_charm(base: &Path) -> PathBuf {
     let dir = base.join("charm");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(workspace_bin("livepatch-charm"), dir.join("dispatch")).unwrap();
-    std::fs::set_permissions(dir.join("dispatch"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(dir.join("dispatch"), std::fs::Permissions::from_mode(0o755)).unwrap();
     for f in ["metadata.yaml", "config.yaml", "actions.yaml"] {
         std::fs::copy(repo_root().join(f), dir.join(f)).unwrap();
     }
@@ -448,7 +540,8 @@ fn contracts_service(
                 {
                     (200, json!({ "resourceToken": resource }).to_string())
                 }
-                ("POST", "/v1/context/machines/token") | ("GET", "/v1/resources/livepatch-onprem/context/machines/livepatch-onprem") => {
+                ("POST", "/v1/context/machines/token")
+                | ("GET", "/v1/resources/livepatch-onprem/context/machines/livepatch-onprem") => {
                     (401, r#"{"code":"unauthorized"}"#.to_string())
                 }
                 _ => (404, r#"{"code":"not-found"}"#.to_string()),
@@ -507,8 +600,14 @@ fn serving() -> bool {
 
 fn run_tool(logs: &Logs, source: &str, cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
-    logs.add(&format!("{source} stdout"), &String::from_utf8_lossy(&out.stdout));
-    logs.add(&format!("{source} stderr"), &String::from_utf8_lossy(&out.stderr));
+    logs.add(
+        &format!("{source} stdout"),
+        &String::from_utf8_lossy(&out.stdout),
+    );
+    logs.add(
+        &format!("{source} stderr"),
+        &String::from_utf8_lossy(&out.stderr),
+    );
     out
 }
 
@@ -519,12 +618,25 @@ fn client(
     machine: &str,
     extra: &[&str],
 ) -> std::process::Output {
+    client_in(None, logs, base, token_file, machine, extra)
+}
+
+/// The reference client, run from inside `pod`'s network when given.
+fn client_in(
+    pod: Option<&Unit>,
+    logs: &Logs,
+    base: &Path,
+    token_file: &Path,
+    machine: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let dir = base.join(format!("downloads-{machine}"));
     std::fs::create_dir_all(&dir).unwrap();
+    let bin = workspace_bin("livepatch-client");
     run_tool(
         logs,
         "livepatch-client",
-        Command::new(workspace_bin("livepatch-client"))
+        pod.map_or_else(|| Command::new(&bin), |u| u.in_pod(&bin))
             .args(["--url", &format!("http://127.0.0.1:{PORT}")])
             .arg("--auth-token-file")
             .arg(token_file)
@@ -580,7 +692,12 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
 
     // The contracts service behind a private CA.
     let private_ca = TestCa::new("journey contracts CA");
-    let contracts = contracts_service(&private_ca, &contract_token, &machine_token, &resource_token);
+    let contracts = contracts_service(
+        &private_ca,
+        &contract_token,
+        &machine_token,
+        &resource_token,
+    );
     let contracts_url = format!("https://localhost:{}", contracts.port);
 
     let charm = pack_charm(base.path());
@@ -607,8 +724,15 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     let mut unit = Unit::new(base.path(), 0, &charm, &state, &logs);
     unit.hook("install");
     unit.hook("leader-elected");
-    let admin_id = unit.state().relation(PEER_ID).unwrap().local_app_data["admin-secret-id"].clone();
-    let admin = unit.state().secret(&admin_id).unwrap().latest_content().unwrap().clone();
+    let admin_id =
+        unit.state().relation(PEER_ID).unwrap().local_app_data["admin-secret-id"].clone();
+    let admin = unit
+        .state()
+        .secret(&admin_id)
+        .unwrap()
+        .latest_content()
+        .unwrap()
+        .clone();
     let admin_user = admin.0["username"].clone();
     let admin_password = admin.0["password"].clone();
     markers.add("charm admin password", &admin_password);
@@ -632,7 +756,8 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
         s.secrets.push(
             Secret::new(&[("username", DB_USER), ("password", &db_password)]).with_id(DB_SECRET),
         );
-        s.secrets.push(Secret::new(&[("tls", "True"), ("tls-ca", &db_ca)]).with_id(TLS_SECRET));
+        s.secrets
+            .push(Secret::new(&[("tls", "True"), ("tls-ca", &db_ca)]).with_id(TLS_SECRET));
         let r = s.relations.iter_mut().find(|r| r.id == DB_ID).unwrap();
         r.remote_units
             .insert(0, ops::testing::state::default_unit_bag("10.1.0.5"));
@@ -652,16 +777,22 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     // The leader upgraded the schema with the real tool, over verify-full TLS.
     let calls = unit.exec_calls();
     assert!(
-        calls
-            .iter()
-            .any(|c| c.first().is_some_and(|e| e.ends_with("livepatch-schema-tool"))
-                && c.get(1).is_some_and(|a| a == "upgrade")),
+        calls.iter().any(|c| c
+            .first()
+            .is_some_and(|e| e.ends_with("livepatch-schema-tool"))
+            && c.get(1).is_some_and(|a| a == "upgrade")),
         "no schema upgrade ran: {calls:?}"
     );
     let tables = cluster
-        .psql(DB_NAME, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        .psql(
+            DB_NAME,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
         .unwrap();
-    assert!(tables.trim().parse::<u32>().unwrap() > 3, "tables: {tables}");
+    assert!(
+        tables.trim().parse::<u32>().unwrap() > 3,
+        "tables: {tables}"
+    );
     assert_eq!(
         unit.status(),
         Status::blocked("✘ patch-sync token not set, run get-resource-token action")
@@ -701,7 +832,12 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     unit.hook("update-status");
     wait_for("the server to serve", Duration::from_secs(30), serving);
     unit.hook("update-status");
-    assert_eq!(unit.status().name, ops::hookcmds::StatusName::Active, "{:?}", unit.status());
+    assert_eq!(
+        unit.status().name,
+        ops::hookcmds::StatusName::Active,
+        "{:?}",
+        unit.status()
+    );
     let plan = unit.pebble_get("/v1/plan?format=yaml");
     assert!(plan.to_string().contains("LP_PATCH_SYNC_TOKEN"), "{plan}");
     assert!(unit.service_running());
@@ -745,16 +881,35 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     admin_cli(&["patch", "promote", "107.1", "stable"]);
 
     // With TLS downloads required, the plain-HTTP URL is refused, nothing kept.
-    let refused = client(&logs, base.path(), &token_file, "machine-0001", &["--tls-patch-download"]);
+    let refused = client(
+        &logs,
+        base.path(),
+        &token_file,
+        "machine-0001",
+        &["--tls-patch-download"],
+    );
     let text = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{text}");
-    assert!(text.contains("tls-patch-download is on and the URL is not https"), "{text}");
+    assert!(
+        text.contains("tls-patch-download is on and the URL is not https"),
+        "{text}"
+    );
     let downloads = base.path().join("downloads-machine-0001");
     assert_eq!(std::fs::read_dir(&downloads).unwrap().count(), 0);
 
-    let ok = client(&logs, base.path(), &token_file, "machine-0001", &["--require-patch"]);
+    let ok = client(
+        &logs,
+        base.path(),
+        &token_file,
+        "machine-0001",
+        &["--require-patch"],
+    );
     let out = String::from_utf8_lossy(&ok.stdout);
-    assert!(ok.status.success(), "{out}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(out.contains(&format!("sha256 {sha} verified")), "{out}");
     assert_eq!(std::fs::read(downloads.join(PATCH)).unwrap(), patch_bytes);
 
@@ -766,14 +921,26 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     });
     unit.hook("config-changed");
     assert_eq!(unit.status().name, ops::hookcmds::StatusName::Blocked);
-    assert!(unit.status().message.contains("server.log-level"), "{:?}", unit.status());
-    assert!(serving(), "the server stopped serving after a bad config value");
+    assert!(
+        unit.status().message.contains("server.log-level"),
+        "{:?}",
+        unit.status()
+    );
+    assert!(
+        serving(),
+        "the server stopped serving after a bad config value"
+    );
     assert_eq!(unit.pebble_get("/v1/services?names=livepatch"), before);
     unit.change(|s| {
         s.config.remove("server.log-level");
     });
     unit.hook("config-changed");
-    assert_eq!(unit.status().name, ops::hookcmds::StatusName::Active, "{:?}", unit.status());
+    assert_eq!(
+        unit.status().name,
+        ops::hookcmds::StatusName::Active,
+        "{:?}",
+        unit.status()
+    );
 
     // The database secret rotates: PostgreSQL first, then the new revision.
     cluster
@@ -791,10 +958,19 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     let secret = unit.state().secret(DB_SECRET).unwrap().clone();
     unit.event(&secret.changed_event());
     let plan = unit.pebble_get("/v1/plan?format=yaml").to_string();
-    assert!(plan.contains(&db_password_2), "the plan kept the old password");
+    assert!(
+        plan.contains(&db_password_2),
+        "the plan kept the old password"
+    );
     wait_for("the server to reconnect", Duration::from_secs(30), serving);
     // A new machine enrols and downloads: the database answers the server.
-    let again = client(&logs, base.path(), &token_file, "machine-0002", &["--require-patch"]);
+    let again = client(
+        &logs,
+        base.path(),
+        &token_file,
+        "machine-0002",
+        &["--require-patch"],
+    );
     assert!(
         again.status.success(),
         "{}",
@@ -805,7 +981,121 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
         .unwrap_or_default();
     assert_eq!(enrolled.trim(), "2", "machines: {enrolled}");
     unit.hook("update-status");
-    assert_eq!(unit.status().name, ops::hookcmds::StatusName::Active, "{:?}", unit.status());
+    assert_eq!(
+        unit.status().name,
+        ops::hookcmds::StatusName::Active,
+        "{:?}",
+        unit.status()
+    );
+
+    // A second unit joins: a non-leader in a pod of its own (its own network
+    // namespace, so its server has port 8080 to itself), reaching PostgreSQL
+    // through a forwarder as a pod reaches the database's service.
+    let pg_sock = base.path().join("pg.sock");
+    let host_forward = Command::new(workspace_bin("e2e-forward"))
+        .args(["unix-to-tcp", pg_sock.to_str().unwrap()])
+        .arg(format!("127.0.0.1:{}", cluster.port()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stopped however the journey ends.
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let host_forward = KillOnDrop(host_forward);
+    let mut unit1 = Unit::new(
+        base.path(),
+        1,
+        &charm,
+        &follower_state(&unit.state()),
+        &logs,
+    );
+    unit1.pod_network = true;
+    unit1.start_pebble();
+    unit1.spawn_in_pod(
+        &workspace_bin("e2e-forward"),
+        &[
+            "tcp-to-unix",
+            &format!("127.0.0.1:{}", cluster.port()),
+            pg_sock.to_str().unwrap(),
+        ],
+    );
+    let web_sock = base.path().join("unit1-web.sock");
+    unit1.spawn_in_pod(
+        &workspace_bin("e2e-forward"),
+        &[
+            "unix-to-tcp",
+            web_sock.to_str().unwrap(),
+            &format!("127.0.0.1:{PORT}"),
+        ],
+    );
+    unit1.hook("install");
+    unit1.event(&Container::new("livepatch").pebble_ready_event());
+    unit1.hook("config-changed");
+    // The non-leader checks the schema and never upgrades it.
+    let calls = unit1.exec_calls();
+    let tool = |verb: &str| {
+        calls.iter().any(|c| {
+            c.first()
+                .is_some_and(|e| e.ends_with("livepatch-schema-tool"))
+                && c.get(1).is_some_and(|a| a == verb)
+        })
+    };
+    assert!(tool("check") && !tool("upgrade"), "{calls:?}");
+    let unit1_serving = || {
+        let Ok(mut s) = UnixStream::connect(&web_sock) else {
+            return false;
+        };
+        let _ = write!(s, "GET /debug/status HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        raw.starts_with("HTTP/1.1 200") || raw.starts_with("HTTP/1.0 200")
+    };
+    wait_for(
+        "the second unit to serve",
+        Duration::from_secs(30),
+        unit1_serving,
+    );
+    unit1.hook("update-status");
+    assert_eq!(
+        unit1.status().name,
+        ops::hookcmds::StatusName::Active,
+        "{:?}",
+        unit1.status()
+    );
+    let plan = unit1.pebble_get("/v1/plan?format=yaml").to_string();
+    assert!(
+        plan.contains("LP_SERVER_IS_LEADER: \\\"false\\\"")
+            || plan.contains("LP_SERVER_IS_LEADER: 'false'")
+            || plan.contains("LP_SERVER_IS_LEADER: false"),
+        "{plan}"
+    );
+    // A machine served by the second unit gets the same patch.
+    let third = client_in(
+        Some(&unit1),
+        &logs,
+        base.path(),
+        &token_file,
+        "machine-0003",
+        &["--require-patch"],
+    );
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    assert_eq!(
+        std::fs::read(base.path().join("downloads-machine-0003").join(PATCH)).unwrap(),
+        patch_bytes
+    );
+    unit1.collect_logs();
+    drop(unit1);
+    drop(host_forward);
 
     // Secret hygiene: no credential in any line logged, anywhere.
     unit.collect_logs();
@@ -822,7 +1112,11 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
             }
         }
     }
-    assert!(leaks.is_empty(), "credentials leaked:\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "credentials leaked:\n{}",
+        leaks.join("\n")
+    );
     drop(unit);
     drop(cluster);
 }

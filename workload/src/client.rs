@@ -310,7 +310,9 @@ impl Client {
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            return Err(ClientError::InsecureDownload { url: to.to_string() });
+            return Err(ClientError::InsecureDownload {
+                url: to.to_string(),
+            });
         }
         if !resp.status().is_success() {
             return Err(refused(WHAT, resp).await);
@@ -414,7 +416,11 @@ async fn refused(what: &'static str, resp: reqwest::Response) -> ClientError {
     let text = resp.text().await.unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| text.chars().take(200).collect());
     ClientError::Refused {
         what,
@@ -496,7 +502,12 @@ mod tests {
             "http://cdn.example.com/p.tar.bz2",
             Err(()),
         );
-        check("http://lp.example.com", true, "/v1/patches/p.tar.bz2", Err(()));
+        check(
+            "http://lp.example.com",
+            true,
+            "/v1/patches/p.tar.bz2",
+            Err(()),
+        );
         check(
             "http://lp.example.com",
             false,
@@ -513,7 +524,10 @@ mod tests {
             ..Options::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("the CA file holds no certificate"), "{err}");
+        assert!(
+            err.to_string().contains("the CA file holds no certificate"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -523,7 +537,11 @@ mod tests {
             ..Options::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("must start with http:// or https://"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must start with http:// or https://"),
+            "{err}"
+        );
     }
 
     /// A one-route HTTP server answering every request with `body`.

@@ -89,7 +89,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         kernel: format!("{}-{}", cli.kernel, cli.flavour),
         architecture: cli.arch.clone(),
     };
-    let enrolment = client.enrol(&machine, &token, cli.hostname.as_deref()).await?;
+    let enrolment = client
+        .enrol(&machine, &token, cli.hostname.as_deref())
+        .await?;
     println!(
         "enrolled {} in tier {} ({})",
         machine.id,
@@ -97,11 +99,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if enrolment.created { "new" } else { "again" }
     );
     let Some(offer) = client.check_in(&machine, &enrolment.machine_token).await? else {
-        println!("checked in: no patch applies to {} {}", machine.kernel, machine.architecture);
-        anyhow::ensure!(!cli.require_patch, "no patch was offered and --require-patch is set");
+        println!(
+            "checked in: no patch applies to {} {}",
+            machine.kernel, machine.architecture
+        );
+        anyhow::ensure!(
+            !cli.require_patch,
+            "no patch was offered and --require-patch is set"
+        );
         return Ok(());
     };
-    println!("checked in: patch {} offered ({})", offer.version, offer.filename);
+    println!(
+        "checked in: patch {} offered ({})",
+        offer.version, offer.filename
+    );
     let got = client.download(&offer, &cli.download_dir).await?;
     println!(
         "downloaded {} ({} bytes), sha256 {} verified",
@@ -114,7 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: cannot start the runtime: {e}");
