@@ -443,14 +443,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 /// application's config, secrets and relation data, the leader as a peer,
 /// nothing of the leader's own unit state.
 fn follower_state(leader: &State) -> State {
-    let mut s = State::default();
-    s.config = leader.config.clone();
-    s.leader = false;
-    s.model = leader.model.clone();
-    s.secrets = leader.secrets.clone();
-    s.planned_units = 2;
-    s.containers = vec![Container::new("livepatch")];
-    s.relations = leader
+    let relations = leader
         .relations
         .iter()
         .map(|r| {
@@ -462,7 +455,16 @@ fn follower_state(leader: &State) -> State {
             r
         })
         .collect();
-    s
+    State {
+        config: leader.config.clone(),
+        leader: false,
+        model: leader.model.clone(),
+        secrets: leader.secrets.clone(),
+        planned_units: 2,
+        containers: vec![Container::new("livepatch")],
+        relations,
+        ..State::default()
+    }
 }
 
 fn leader_unit_bag(leader: &State, relation: u64) -> std::collections::BTreeMap<String, String> {
@@ -716,6 +718,8 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
         )
         .with_config("contracts.user", "journey-contracts-user")
         .with_config("contracts.password", contracts_password.clone())
+        // The most the server says, for the hygiene check to search.
+        .with_config("server.log-level", "debug")
         .with_config("patch-sync.enabled", true)
         .with_config("patch-sync.upstream-url", contracts_url.clone())
         .with_config("patch-storage.type", "postgres")
@@ -820,6 +824,10 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
         json!({ "contract-token": contract_token }),
     );
     assert_eq!(results["result"], "resource token set");
+    // The resource token goes into a secret, not back to the operator.
+    assert!(!Value::Object(results.clone())
+        .to_string()
+        .contains(&resource_token));
     assert_eq!(
         contracts.seen.lock().unwrap()[..2],
         [
@@ -932,7 +940,7 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
     );
     assert_eq!(unit.pebble_get("/v1/services?names=livepatch"), before);
     unit.change(|s| {
-        s.config.remove("server.log-level");
+        s.config.insert("server.log-level".into(), json!("debug"));
     });
     unit.hook("config-changed");
     assert_eq!(
@@ -1117,6 +1125,12 @@ fn a_simulated_unit_serves_machines_from_deploy_to_secret_rotation_and_logs_no_c
         "credentials leaked:\n{}",
         leaks.join("\n")
     );
+    // What was searched, for the record.
+    let mut sources: std::collections::BTreeMap<String, usize> = Default::default();
+    for (source, text) in &lines {
+        *sources.entry(source.clone()).or_default() += text.lines().count();
+    }
+    eprintln!("searched {} markers in: {sources:#?}", markers.0.len());
     drop(unit);
     drop(cluster);
 }
