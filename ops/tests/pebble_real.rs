@@ -36,7 +36,14 @@ impl Real {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        let mut workload = RealWorkload::new(root.path(), env).unwrap();
+        // With the container view the overlays' work directories go beside
+        // the root: keep them inside the temporary directory too.
+        let root_dir = if container_view {
+            root.path().join("root")
+        } else {
+            root.path().to_path_buf()
+        };
+        let mut workload = RealWorkload::new(&root_dir, env).unwrap();
         if container_view {
             workload = workload.with_container_view().unwrap();
         }
@@ -150,6 +157,7 @@ fn with_the_container_view_processes_see_pushed_files_at_their_container_paths()
     }
     let r = Real::start(true);
     let dir = format!("/etc/ops-view-{}", std::process::id());
+    let root = r.root.path().join("root");
     r.client
         .push(
             &format!("{dir}/app.conf"),
@@ -178,7 +186,12 @@ fn with_the_container_view_processes_see_pushed_files_at_their_container_paths()
         ]))
         .unwrap();
     assert_eq!(r.client.pull(&format!("{dir}/out")).unwrap(), b"written\n");
+    let under_root = root.join(dir.trim_start_matches('/')).join("out");
+    assert!(under_root.is_file(), "{under_root:?}");
     assert!(!std::path::Path::new(&dir).exists(), "the host was written");
+    // Each command's overlay work directories go when it ends.
+    let work = r.root.path().join(".root.overlay-work");
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0, "{work:?}");
 }
 
 #[test]

@@ -198,7 +198,12 @@ impl RealWorkload {
 
     /// Wraps `argv` (its executable already resolved) so it runs in a
     /// private mount namespace with the container's directories overlaid.
-    fn in_container_view(&self, view: &ContainerView, exe: &Path, args: &[String]) -> Command {
+    fn in_container_view(
+        &self,
+        view: &ContainerView,
+        exe: &Path,
+        args: &[String],
+    ) -> (Command, PathBuf) {
         let n = view.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let work = view.work.join(n.to_string());
         // The shell mounts, then becomes the command (exec keeps the pid,
@@ -222,7 +227,7 @@ impl RealWorkload {
             .arg("sh")
             .arg(exe)
             .args(args);
-        cmd
+        (cmd, work)
     }
 
     fn command(
@@ -231,16 +236,30 @@ impl RealWorkload {
         env: &BTreeMap<String, String>,
         working_dir: Option<&str>,
     ) -> Result<Command, String> {
+        self.prepare(argv, env, working_dir).map(|(cmd, _)| cmd)
+    }
+
+    /// The command, and the overlay work directory to remove once it has
+    /// ended (with the container view).
+    fn prepare(
+        &self,
+        argv: &[String],
+        env: &BTreeMap<String, String>,
+        working_dir: Option<&str>,
+    ) -> Result<(Command, Option<PathBuf>), String> {
         let exe = argv.first().ok_or("empty command")?;
         let path = self
             .resolve(exe)
             .ok_or_else(|| format!("cannot find executable {exe:?}"))?;
-        let mut cmd = match &self.view {
-            Some(view) => self.in_container_view(view, &path, &argv[1..]),
+        let (mut cmd, work) = match &self.view {
+            Some(view) => {
+                let (cmd, work) = self.in_container_view(view, &path, &argv[1..]);
+                (cmd, Some(work))
+            }
             None => {
                 let mut cmd = Command::new(path);
                 cmd.args(&argv[1..]);
-                cmd
+                (cmd, None)
             }
         };
         cmd.env_clear()
@@ -248,7 +267,7 @@ impl RealWorkload {
             .envs(env)
             .current_dir(working_dir.map_or_else(|| self.root.clone(), |w| self.host_path(w)))
             .kill_on_drop(true);
-        Ok(cmd)
+        Ok((cmd, work))
     }
 
     fn io_error(&self, op: &str, path: &str, e: &std::io::Error) -> FsError {
@@ -315,6 +334,16 @@ impl RealWorkload {
             .recursive(true)
             .mode(mode)
             .create(host)
+    }
+}
+
+/// A directory removed when dropped (an overlay work directory whose
+/// namespace has ended).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -601,14 +630,16 @@ impl Workload for RealWorkload {
         stdout: mpsc::Sender<Bytes>,
         stderr: mpsc::Sender<Bytes>,
     ) -> BoxFuture<'static, Result<i32, String>> {
-        let prepared = self.command(
+        let prepared = self.prepare(
             &spec.command,
             &spec.environment,
             spec.working_dir.as_deref(),
         );
         let history = self.history.clone();
         Box::pin(async move {
-            let mut cmd = prepared?;
+            let (mut cmd, work) = prepared?;
+            // The namespace (and its mounts) ends with the command.
+            let _work = work.map(RemoveOnDrop);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -668,7 +699,7 @@ impl Workload for RealWorkload {
         let check = check.clone();
         let exec = check.exec.as_ref().map(|e| {
             split_command(e.command.as_deref().unwrap_or(""))
-                .and_then(|(argv, _)| self.command(&argv, &e.environment, e.working_dir.as_deref()))
+                .and_then(|(argv, _)| self.prepare(&argv, &e.environment, e.working_dir.as_deref()))
         });
         Box::pin(async move {
             let run = async {
@@ -684,7 +715,8 @@ impl Workload for RealWorkload {
                         .map_err(|e| format!("dial tcp {host}:{port}: {e}"));
                 }
                 match exec {
-                    Some(Ok(mut cmd)) => {
+                    Some(Ok((mut cmd, work))) => {
+                        let _work = work.map(RemoveOnDrop);
                         let out = cmd
                             .stdin(Stdio::null())
                             .output()
