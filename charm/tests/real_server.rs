@@ -390,6 +390,77 @@ fn trigger_sync_reports_the_servers_answer() {
 }
 
 #[test]
+fn trigger_sync_waits_for_a_sync_from_a_real_upstream() {
+    // An upstream deployment with one patch in edge and a sync token for edge.
+    let up = deploy(false, &[]);
+    upload(&up, "livepatch-5.15.0-107.117-generic-107.1-amd64.tar.bz2");
+    let token = ok(&act(
+        &up,
+        "add-sync-token",
+        json!({"tier": "edge", "name": "downstream"}),
+    ))["token"]
+        .clone();
+    // A downstream whose leader syncs from it: once at start-up, then daily.
+    let down = deploy(
+        false,
+        &[
+            ("patch-sync.enabled", json!(true)),
+            ("patch-sync.upstream-url", json!(up.server.url())),
+            ("patch-sync.token", json!(token)),
+            ("patch-sync.interval", json!("24h")),
+        ],
+    );
+    let first = wait_for_sync_reports(&down, 1);
+    assert_eq!(first[0]["state"], "succeeded", "{first:?}");
+    // A patch published upstream after that run reaches the downstream only
+    // through the action, which waits for the run and reports its counters.
+    upload(&up, "livepatch-5.15.0-108.118-generic-108.1-amd64.tar.bz2");
+    let out = act(&down, "trigger-sync", json!({"wait": true}));
+    let r = ok(&out);
+    assert_eq!(r["state"], "succeeded", "{r:?}");
+    assert_eq!(r["patches-done"], "1", "{r:?}");
+    assert_eq!(r["bytes-done"], "29", "{r:?}");
+    assert!(!r["sync-id"].is_empty());
+    let reports = wait_for_sync_reports(&down, 2);
+    assert_eq!(reports[0]["state"], "succeeded", "{reports:?}");
+}
+
+/// The downstream's sync reports (newest first) once it holds `n` finished runs.
+fn wait_for_sync_reports(d: &Deployment, n: usize) -> Vec<serde_json::Value> {
+    use base64::Engine;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("charm-admin:{ADMIN_PASSWORD}"))
+    );
+    let port = match d.env.get("LP_SERVER_ADMIN_ADDRESS") {
+        Some(addr) => addr.rsplit(':').next().unwrap().parse().unwrap(),
+        None => d.server.port(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = testkit::http_request(
+            port,
+            "GET",
+            "/v1/admin/sync/reports",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+        let reports = body["reports"].as_array().unwrap().clone();
+        if reports.len() >= n && reports.iter().all(|r| r["state"] != "running") {
+            return reports;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {n} finished sync runs after 60 s: {reports:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn admin_actions_fail_clearly_when_the_server_is_down() {
     let mut d = deploy(false, &[]);
     d.server.stop(std::time::Duration::from_secs(10)).unwrap();

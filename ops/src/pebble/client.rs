@@ -671,16 +671,13 @@ async fn pump_stdio(ws: WebSocket, stdin: &[u8]) -> Result<Vec<u8>, Error> {
             .map_err(|e| Error::Protocol(format!("cannot send stdin end: {e}")))?;
         Ok::<_, Error>(())
     };
-    let (sent, out) = tokio::join!(send, read_until_end(stream));
-    // A command that exits without reading stdin closes the socket under
-    // our writes; its output is what matters then.
-    let out = out?;
-    if let Err(e) = sent {
-        if out.is_empty() {
-            return Err(e);
-        }
-    }
-    Ok(out)
+    let (_stdin_refused, out) = tokio::join!(send, read_until_end(stream));
+    // A command that exits without reading stdin (or before we wrote its
+    // end marker) closes the socket under our writes. Once its output has
+    // been read to the end, that refusal says nothing: the change's exit
+    // code is the command's outcome. Whether it wrote any stdout is no
+    // guide — `sh -c 'exit 3'` writes none.
+    out
 }
 
 async fn read_stream(ws: Option<WebSocket>) -> Result<Vec<u8>, Error> {

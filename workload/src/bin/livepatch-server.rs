@@ -5,6 +5,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
 use workload::config::Config;
 use workload::logging::{self, Sink};
 use workload::security;
@@ -70,6 +72,10 @@ fn register_env_secrets() {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Watch the signals before anything listens: a handler registered lazily, when the serve loop
+    // first polls it, let a SIGTERM that arrived right after the first answered request kill the
+    // process outright instead of draining it.
+    let shutdown = shutdown_signal()?;
     let drain = config.server.shutdown_timeout;
     let tls = workload::server::tls_acceptor(&config)?;
     let listeners = workload::server::bind_listeners(&config).await?;
@@ -91,7 +97,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "process_start",
         &format!("livepatch-server {} started", state.build.version),
     );
-    let drained = workload::server::serve(state, listeners, tls, shutdown_signal(), drain).await;
+    let drained = workload::server::serve(state, listeners, tls, shutdown, drain).await;
     if drained {
         tracing::info!("stopped: every request finished");
     } else {
@@ -101,22 +107,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers now and returns the future that resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            std::future::pending::<()>().await;
-            return;
-        }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-    };
-    security::process_event(
-        "process_signal",
-        &format!("received {name}: draining in-flight requests"),
-    );
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        security::process_event(
+            "process_signal",
+            &format!("received {name}: draining in-flight requests"),
+        );
+    })
 }
