@@ -22,6 +22,10 @@ struct Real {
 
 impl Real {
     fn new() -> Real {
+        Real::start(false)
+    }
+
+    fn start(container_view: bool) -> Real {
         let root = tempfile::tempdir().unwrap();
         let sock = tempfile::tempdir().unwrap();
         let socket = sock.path().join("pebble.socket");
@@ -32,7 +36,18 @@ impl Real {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        let workload = Arc::new(RealWorkload::new(root.path(), env).unwrap());
+        // With the container view the overlays' work directories go beside
+        // the root: keep them inside the temporary directory too.
+        let root_dir = if container_view {
+            root.path().join("root")
+        } else {
+            root.path().to_path_buf()
+        };
+        let mut workload = RealWorkload::new(&root_dir, env).unwrap();
+        if container_view {
+            workload = workload.with_container_view().unwrap();
+        }
+        let workload = Arc::new(workload);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -127,6 +142,56 @@ fn files_live_on_disk_under_the_root() {
     );
     r.client.remove_path("/etc", true).unwrap();
     assert!(!r.root.path().join("etc").exists());
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+#[test]
+fn with_the_container_view_processes_see_pushed_files_at_their_container_paths() {
+    if !running_as_root() {
+        eprintln!("skipped: the container view mounts overlays, which needs root");
+        return;
+    }
+    let r = Real::start(true);
+    let dir = format!("/etc/ops-view-{}", std::process::id());
+    let root = r.root.path().join("root");
+    r.client
+        .push(
+            &format!("{dir}/app.conf"),
+            "from the charm\n",
+            &PushOptions::default().make_dirs(),
+        )
+        .unwrap();
+    let out = r
+        .client
+        .exec(&ExecOptions::new(["cat", &format!("{dir}/app.conf")]))
+        .unwrap();
+    assert_eq!(out.stdout_text(), "from the charm\n");
+    // The host's files stay visible beneath the container's.
+    let passwd = r
+        .client
+        .exec(&ExecOptions::new(["cat", "/etc/passwd"]))
+        .unwrap()
+        .stdout_text();
+    assert!(passwd.starts_with("root:"), "{passwd}");
+    // What the process writes lands in the container, never on the host.
+    r.client
+        .exec(&ExecOptions::new([
+            "sh",
+            "-c",
+            &format!("echo written > {dir}/out"),
+        ]))
+        .unwrap();
+    assert_eq!(r.client.pull(&format!("{dir}/out")).unwrap(), b"written\n");
+    let under_root = root.join(dir.trim_start_matches('/')).join("out");
+    assert!(under_root.is_file(), "{under_root:?}");
+    assert!(!std::path::Path::new(&dir).exists(), "the host was written");
+    // Each command's overlay work directories go when it ends.
+    let work = r.root.path().join(".root.overlay-work");
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0, "{work:?}");
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! handlers; JSON of `ops::testing::Container`) is loaded from the file when
 //! it exists and written back after every change, so a test can inspect what
 //! a compiled charm did. With `--real-root DIR` it runs services and
-//! commands as real processes on the directory DIR (the container's `/`).
+//! commands as real processes on the directory DIR (the container's `/`);
+//! add `--container-view` (root only) to run them in a private mount
+//! namespace where the container's files are at their container paths.
 //! Stops on SIGINT/SIGTERM, stopping the services it started.
 
 use std::path::PathBuf;
@@ -40,6 +42,11 @@ struct Cli {
     /// container's filesystem in this directory, and run checks for real.
     #[arg(long)]
     real_root: Option<PathBuf>,
+    /// With --real-root: run each process in a private mount namespace
+    /// where the container's directories are overlaid on the host's, so
+    /// container paths mean the same to it as to the charm (needs root).
+    #[arg(long, requires = "real_root")]
+    container_view: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -58,10 +65,14 @@ async fn main() -> anyhow::Result<()> {
             // Processes start from this process's environment, as Pebble's
             // start from the daemon's.
             let env = std::env::vars().collect();
-            Arc::new(
-                RealWorkload::new(root, env)
-                    .with_context(|| format!("cannot use {}", root.display()))?,
-            )
+            let mut real = RealWorkload::new(root, env)
+                .with_context(|| format!("cannot use {}", root.display()))?;
+            if cli.container_view {
+                real = real
+                    .with_container_view()
+                    .context("cannot give processes the container's view")?;
+            }
+            Arc::new(real)
         }
         None => Arc::new(SimulatedWorkload::from_container(&container)),
     };

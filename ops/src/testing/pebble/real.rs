@@ -5,11 +5,25 @@
 //! commands run as real processes: an absolute executable is looked for
 //! under `root` first (so a test can link `<root>/usr/local/bin/server` to a
 //! freshly built binary) and then as given; a bare name is looked up in
-//! `PATH`. Services get the double's environment plus their own, run in
+//! `PATH`, the container's copy (under `root`) first. Services get the double's environment plus their own, run in
 //! their own process group, count as started after staying up one second
 //! (Pebble's rule), and are stopped with SIGTERM, then SIGKILL after the
 //! kill delay. Checks really run every period (HTTP GET, TCP connect, or a
 //! command).
+//!
+//! By default a process sees the host's filesystem: a path the charm pushed
+//! (`/etc/app/ca.crt`) is under `root`, not at that path. With
+//! [`RealWorkload::with_container_view`] every service, exec'd command and
+//! exec check runs in a private mount namespace (`unshare --mount`) where
+//! every top-level directory of the host (`/etc`, `/usr`, `/var`…; not the
+//! kernel's `/proc`, `/sys`, `/dev`, `/run`, nor the one holding `root`) is
+//! an overlay: the container's files on top of the host's, the process's
+//! writes landing in `root`. So the container's paths mean the same to the
+//! processes as to the charm, and the host is not written. That needs root
+//! (mounting) and overlayfs. Limits: a top-level directory the host lacks
+//! (`/app`) cannot be made without creating it on the host, so the
+//! container's own is reachable only under `root`; mounts nested inside an
+//! overlaid directory are hidden by it; the network is the host's.
 //!
 //! Deliberate limits: processes run as the test's own user (the `user` and
 //! `group` of a request are recorded, not applied, and file ownership is
@@ -56,7 +70,20 @@ pub struct RealWorkload {
     exited: Arc<Mutex<BTreeMap<String, i32>>>,
     logs: Arc<Mutex<VecDeque<(String, String)>>>,
     history: Arc<Mutex<Vec<ExecRecord>>>,
+    /// Set when processes see the container's paths (overlay work dirs live here).
+    view: Option<ContainerView>,
 }
+
+/// Where the overlays of [`RealWorkload::with_container_view`] keep their
+/// work directories (one set per process: overlayfs refuses a work
+/// directory another mount uses).
+struct ContainerView {
+    work: PathBuf,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Host directories never overlaid: kernel filesystems.
+const NOT_OVERLAID: &[&str] = &["proc", "sys", "dev", "run"];
 
 impl RealWorkload {
     /// A workload rooted at `root` (created if missing), whose processes
@@ -70,7 +97,45 @@ impl RealWorkload {
             exited: Arc::default(),
             logs: Arc::default(),
             history: Arc::default(),
+            view: None,
         })
+    }
+
+    /// Runs every process in a private mount namespace where the container's
+    /// files are at their container paths (see the module documentation).
+    /// Fails when this process cannot mount (not root) or `unshare` is
+    /// missing, naming what to do.
+    pub fn with_container_view(mut self) -> std::io::Result<RealWorkload> {
+        let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0)?;
+        if !is_root {
+            return Err(std::io::Error::other(
+                "the container view mounts overlays and needs root; run the test as root",
+            ));
+        }
+        let unshare = ["/usr/bin/unshare", "/bin/unshare"]
+            .iter()
+            .any(|p| Path::new(p).is_file());
+        if !unshare {
+            return Err(std::io::Error::other(
+                "the container view needs unshare(1) (util-linux)",
+            ));
+        }
+        let name = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        let work = self
+            .root
+            .parent()
+            .unwrap_or(&self.root)
+            .join(format!(".{name}.overlay-work"));
+        std::fs::create_dir_all(&work)?;
+        self.view = Some(ContainerView {
+            work,
+            next: std::sync::atomic::AtomicU64::new(0),
+        });
+        Ok(self)
     }
 
     /// The directory standing for the container's `/`.
@@ -100,9 +165,69 @@ impl RealWorkload {
             .get("PATH")
             .cloned()
             .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        path.split(':')
-            .map(|d| Path::new(d).join(exe))
+        // The container's own executables come first, as they would in
+        // the container.
+        let dirs: Vec<&str> = path.split(':').filter(|d| d.starts_with('/')).collect();
+        dirs.iter()
+            .map(|d| self.host_path(&format!("{d}/{exe}")))
+            .chain(path.split(':').map(|d| Path::new(d).join(exe)))
             .find(|p| p.is_file())
+    }
+
+    /// The host's top-level directories to overlay with the container's
+    /// (made in `root` when missing, so nothing a process writes there can
+    /// reach the host).
+    fn overlays(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/") else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            // Real directories only: `/bin` → `usr/bin` follows `/usr`.
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !NOT_OVERLAID.contains(&n.as_str()))
+            // Not where the root itself lives: an overlay may not hold its
+            // own upper directory.
+            .filter(|n| !self.root.starts_with(Path::new("/").join(n)))
+            .filter(|n| std::fs::create_dir_all(self.root.join(n)).is_ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Wraps `argv` (its executable already resolved) so it runs in a
+    /// private mount namespace with the container's directories overlaid.
+    fn in_container_view(
+        &self,
+        view: &ContainerView,
+        exe: &Path,
+        args: &[String],
+    ) -> (Command, PathBuf) {
+        let n = view.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let work = view.work.join(n.to_string());
+        // The shell mounts, then becomes the command (exec keeps the pid,
+        // so signals and the process group are the command's).
+        let mut script = String::from("set -e\n");
+        for d in self.overlays() {
+            let upper = self.root.join(&d);
+            let wd = work.join(&d);
+            let _ = std::fs::create_dir_all(&wd);
+            script.push_str(&format!(
+                "mount -t overlay overlay -o index=off,lowerdir={host},upperdir={upper},workdir={wd} {host}\n",
+                host = shell_quote(&format!("/{d}")),
+                upper = shell_quote(&upper.display().to_string()),
+                wd = shell_quote(&wd.display().to_string()),
+            ));
+        }
+        script.push_str("exec \"$@\"\n");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(script)
+            .arg("sh")
+            .arg(exe)
+            .args(args);
+        (cmd, work)
     }
 
     fn command(
@@ -111,18 +236,38 @@ impl RealWorkload {
         env: &BTreeMap<String, String>,
         working_dir: Option<&str>,
     ) -> Result<Command, String> {
+        self.prepare(argv, env, working_dir).map(|(cmd, _)| cmd)
+    }
+
+    /// The command, and the overlay work directory to remove once it has
+    /// ended (with the container view).
+    fn prepare(
+        &self,
+        argv: &[String],
+        env: &BTreeMap<String, String>,
+        working_dir: Option<&str>,
+    ) -> Result<(Command, Option<PathBuf>), String> {
         let exe = argv.first().ok_or("empty command")?;
         let path = self
             .resolve(exe)
             .ok_or_else(|| format!("cannot find executable {exe:?}"))?;
-        let mut cmd = Command::new(path);
-        cmd.args(&argv[1..])
-            .env_clear()
+        let (mut cmd, work) = match &self.view {
+            Some(view) => {
+                let (cmd, work) = self.in_container_view(view, &path, &argv[1..]);
+                (cmd, Some(work))
+            }
+            None => {
+                let mut cmd = Command::new(path);
+                cmd.args(&argv[1..]);
+                (cmd, None)
+            }
+        };
+        cmd.env_clear()
             .envs(&self.env)
             .envs(env)
             .current_dir(working_dir.map_or_else(|| self.root.clone(), |w| self.host_path(w)))
             .kill_on_drop(true);
-        Ok(cmd)
+        Ok((cmd, work))
     }
 
     fn io_error(&self, op: &str, path: &str, e: &std::io::Error) -> FsError {
@@ -190,6 +335,21 @@ impl RealWorkload {
             .mode(mode)
             .create(host)
     }
+}
+
+/// A directory removed when dropped (an overlay work directory whose
+/// namespace has ended).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `s` quoted for sh.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The name for `id` in a passwd/group file, or the number.
@@ -470,14 +630,16 @@ impl Workload for RealWorkload {
         stdout: mpsc::Sender<Bytes>,
         stderr: mpsc::Sender<Bytes>,
     ) -> BoxFuture<'static, Result<i32, String>> {
-        let prepared = self.command(
+        let prepared = self.prepare(
             &spec.command,
             &spec.environment,
             spec.working_dir.as_deref(),
         );
         let history = self.history.clone();
         Box::pin(async move {
-            let mut cmd = prepared?;
+            let (mut cmd, work) = prepared?;
+            // The namespace (and its mounts) ends with the command.
+            let _work = work.map(RemoveOnDrop);
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -537,7 +699,7 @@ impl Workload for RealWorkload {
         let check = check.clone();
         let exec = check.exec.as_ref().map(|e| {
             split_command(e.command.as_deref().unwrap_or(""))
-                .and_then(|(argv, _)| self.command(&argv, &e.environment, e.working_dir.as_deref()))
+                .and_then(|(argv, _)| self.prepare(&argv, &e.environment, e.working_dir.as_deref()))
         });
         Box::pin(async move {
             let run = async {
@@ -553,7 +715,8 @@ impl Workload for RealWorkload {
                         .map_err(|e| format!("dial tcp {host}:{port}: {e}"));
                 }
                 match exec {
-                    Some(Ok(mut cmd)) => {
+                    Some(Ok((mut cmd, work))) => {
+                        let _work = work.map(RemoveOnDrop);
                         let out = cmd
                             .stdin(Stdio::null())
                             .output()
