@@ -3,10 +3,10 @@
 //! the unit stopping) and actions.
 
 use ops::hookcmds::LogLevel;
-use ops::{Charm, Event, Model};
+use ops::{Charm, Event, Model, Read};
 
 use crate::actions;
-use crate::gather::{log, UnitState, CONTAINER};
+use crate::gather::{self, log, UnitState, CONTAINER};
 use crate::layer;
 use crate::reconcile::{self, Endpoints};
 use crate::status;
@@ -22,6 +22,29 @@ pub struct LivepatchCharm {
 }
 
 impl Charm for LivepatchCharm {
+    /// Every reconcile reads the config, leadership, the goal state, the
+    /// peer relation and the database relation: fetched with the stored
+    /// state in one batch (see [`gather::snapshot`] for the next batch).
+    fn prefetch(&self, event: &Event) -> Vec<Read> {
+        match event {
+            Event::Action(_)
+            | Event::Stop
+            | Event::SecretRemove(_)
+            | Event::SecretRotate(_)
+            | Event::SecretExpired(_)
+            | Event::Remove
+            | Event::CollectMetrics
+            | Event::Unknown(_) => Vec::new(),
+            _ => vec![
+                Read::Config,
+                Read::Leader,
+                Read::GoalState,
+                Read::RelationIds(gather::PEER.into()),
+                Read::RelationIds("database".into()),
+            ],
+        }
+    }
+
     fn handle(&mut self, event: &Event, model: &mut Model) -> anyhow::Result<()> {
         match event {
             Event::Action(a) => actions::run(&a.name, event, model, &self.endpoints),

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use ops::hookcmds::{LogLevel, SecretMeta, SecretOwner};
-use ops::{Bag, Model, ModelError, SecretContent};
+use ops::{Bag, Model, ModelError, Read, SecretContent};
 
 use crate::ca;
 use crate::config::{CharmConfig, PatchStorage, Sensitive};
@@ -98,6 +98,41 @@ pub fn snapshot(
                 Ok(None)
             }
         };
+    // The relations of the optional endpoints that are related, then every
+    // bag this snapshot reads: one batch of concurrent hook commands each.
+    let optional_endpoints = [
+        "database-legacy",
+        "metrics-db",
+        "ingress",
+        "nginx-route",
+        "pro-airgapped-server",
+        "cve-catalog",
+    ];
+    model.prefetch(
+        &optional_endpoints
+            .iter()
+            .filter(|e| goal.relations.contains_key(**e))
+            .map(|e| Read::RelationIds((*e).to_string()))
+            .collect::<Vec<_>>(),
+    );
+    {
+        let mut bags = Vec::new();
+        if let Some(r) = model.relation(PEER)? {
+            bags.push(Read::RelationData(r, Bag::LocalApp));
+        }
+        let mut remote = vec!["database", "metrics-db", "cve-catalog"];
+        if cfg.ingress == crate::config::IngressInterface::Ingress {
+            remote.push("ingress");
+        }
+        for endpoint in remote {
+            if endpoint == "database" || goal.relations.contains_key(endpoint) {
+                if let Some(r) = model.relation(endpoint)? {
+                    bags.push(Read::RelationData(r, Bag::RemoteApp));
+                }
+            }
+        }
+        model.prefetch(&bags);
+    }
     let peer = model.relation(PEER)?;
     let peer_data = match &peer {
         Some(r) => model.relation_data(r, &Bag::LocalApp)?,

@@ -11,7 +11,7 @@
 use crate::context::{ContextError, JujuContext};
 use crate::event::{Event, EventError};
 use crate::hookcmds::{self, Backend, LogLevel, ProcessBackend};
-use crate::model::Model;
+use crate::model::{Model, Prefetching, Read};
 use crate::storage::{Storage, StorageError};
 
 /// A charm: one handler for every event.
@@ -24,6 +24,17 @@ pub trait Charm {
     /// this hook's buffered changes and retries later. Call
     /// [`Model::defer`] to have the event re-run in a later hook instead.
     fn handle(&mut self, event: &Event, model: &mut Model) -> anyhow::Result<()>;
+
+    /// Reads the handler will make for `event` whatever the model holds
+    /// (config, leadership, goal state, an endpoint's relations). They are
+    /// fetched with the stored state in one batch of concurrent hook
+    /// commands before the handler runs, instead of one process after
+    /// another. Relation bags are not known yet here: fetch those with
+    /// [`Model::prefetch`]. The default fetches nothing ahead.
+    fn prefetch(&self, event: &Event) -> Vec<Read> {
+        let _ = event;
+        Vec::new()
+    }
 }
 
 /// Why a dispatch failed.
@@ -79,8 +90,12 @@ pub fn dispatch<C: Charm + ?Sized>(
             ..Default::default()
         });
     }
-    let storage = Storage::load(backend.as_ref())?;
-    let mut model = Model::new(ctx, backend, storage);
+    let backend = Prefetching::new(backend);
+    let mut first = vec![hookcmds::state_get_key_call(crate::storage::STATE_KEY)];
+    first.extend(charm.prefetch(&event).iter().filter_map(Read::call));
+    backend.fetch(first);
+    let storage = Storage::load(&backend)?;
+    let mut model = Model::with_prefetching(ctx, backend, storage);
     for lost in model.storage_mut().unreadable().to_vec() {
         // Best effort: the warning is for the operator; failing to log it
         // must not fail the hook.

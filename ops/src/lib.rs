@@ -161,4 +161,4 @@ pub use context::JujuContext;
 pub use dispatch::{dispatch, main, Charm, DispatchError, DispatchOutcome};
 pub use event::Event;
 pub use hookcmds::{Port, RelationId, SecretContent};
-pub use model::{Bag, Config, Model, ModelError, Status};
+pub use model::{Bag, Config, Model, ModelError, Read, Status};

@@ -9,6 +9,7 @@
 //! by this hook's own writes), action parameters. That keeps a no-op hook to
 //! a handful of hook command calls.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
@@ -20,9 +21,10 @@ use tokio::runtime::Runtime;
 use crate::context::JujuContext;
 use crate::event::Event;
 use crate::hookcmds::{
-    self, AppStatusReport, Backend, CloudSpec, GoalState, HookCmdError, HookCmdErrorKind, LogLevel,
-    Network, Port, RelationId, RelationModel, RevokeScope, SecretContent, SecretInfo, SecretMeta,
-    SecretOwner, SecretRead, StatusName, StatusReport, StorageInfo,
+    self, AppStatusReport, Backend, Call, CloudSpec, CommandOutput, GoalState, HookCmdError,
+    HookCmdErrorKind, LogLevel, Network, Port, RelationId, RelationModel, RevokeScope,
+    SecretContent, SecretInfo, SecretMeta, SecretOwner, SecretRead, StatusName, StatusReport,
+    StorageInfo,
 };
 use crate::pebble;
 use crate::storage::{Storage, StorageError};
@@ -228,11 +230,113 @@ pub enum Bag {
     Unit(String),
 }
 
+/// A read a handler is about to make, fetched ahead with
+/// [`Model::prefetch`] (or [`crate::Charm::prefetch`] at the start of a
+/// dispatch) together with other reads, in one batch of concurrent hook
+/// commands. The answers wait until the handler asks for them through the
+/// ordinary methods, which then cost no process; errors surface there too,
+/// exactly as without prefetching. Only reads: nothing here changes the
+/// model, so fetching one the handler ends up not needing is harmless.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Read {
+    /// [`Model::config`].
+    Config,
+    /// [`Model::is_leader`].
+    Leader,
+    /// [`Model::goal_state`].
+    GoalState,
+    /// [`Model::relations`] of an endpoint.
+    RelationIds(String),
+    /// [`Model::relation_data`]. A remote application's bag is fetched only
+    /// when the application is already known (no extra command to learn it).
+    RelationData(RelationId, Bag),
+}
+
+impl Read {
+    /// The command for reads that need nothing from the model.
+    pub(crate) fn call(&self) -> Option<Call> {
+        Some(match self {
+            Read::Config => hookcmds::config_get_call(false),
+            Read::Leader => hookcmds::is_leader_call(),
+            Read::GoalState => hookcmds::goal_state_call(),
+            Read::RelationIds(endpoint) => hookcmds::relation_ids_call(endpoint),
+            Read::RelationData(..) => return None,
+        })
+    }
+}
+
+/// The model's backend: answers fetched ahead in a batch are handed out
+/// once each, to the first call with the same argv; everything else goes to
+/// the real backend.
+pub(crate) struct Prefetching {
+    inner: Box<dyn Backend>,
+    ready: RefCell<HashMap<Call, CommandOutput>>,
+}
+
+impl Prefetching {
+    pub(crate) fn new(inner: Box<dyn Backend>) -> Prefetching {
+        Prefetching {
+            inner,
+            ready: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `calls` as one batch and keeps their answers. A command that
+    /// could not be started is not kept: the later call tries again and
+    /// reports the failure itself.
+    pub(crate) fn fetch(&self, mut calls: Vec<Call>) {
+        {
+            let ready = self.ready.borrow();
+            calls.retain(|c| !ready.contains_key(c));
+        }
+        calls.dedup();
+        match calls.len() {
+            0 => return,
+            // A batch of one gains nothing; the call runs when asked for.
+            1 => return,
+            _ => {}
+        }
+        let outputs = self.inner.run_batch(&calls);
+        let mut ready = self.ready.borrow_mut();
+        for (call, out) in calls.into_iter().zip(outputs) {
+            if let Ok(out) = out {
+                ready.insert(call, out);
+            }
+        }
+    }
+}
+
+impl Backend for Prefetching {
+    fn run(
+        &self,
+        command: &str,
+        args: &[String],
+        stdin: Option<&[u8]>,
+    ) -> std::io::Result<CommandOutput> {
+        if stdin.is_none() && !self.ready.borrow().is_empty() {
+            let mut ready = self.ready.borrow_mut();
+            let key = ready
+                .keys()
+                .find(|c| c.command == command && c.args == args)
+                .cloned();
+            if let Some(out) = key.and_then(|k| ready.remove(&k)) {
+                return Ok(out);
+            }
+        }
+        self.inner.run(command, args, stdin)
+    }
+
+    fn run_batch(&self, calls: &[Call]) -> Vec<std::io::Result<CommandOutput>> {
+        self.inner.run_batch(calls)
+    }
+}
+
 /// The model a handler works with. Built by [`crate::dispatch`] once per
 /// dispatch and shared by the deferred events re-run before the new one.
 pub struct Model {
     ctx: JujuContext,
-    backend: Box<dyn Backend>,
+    backend: Prefetching,
     storage: Storage,
     /// The relation of a `-relation-broken` dispatch: hidden from
     /// [`Model::relations`] as ops hides it.
@@ -264,7 +368,15 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// A model over `backend` for the hook described by `ctx`, with stored
     /// state already loaded.
-    pub fn new(ctx: JujuContext, backend: Box<dyn Backend>, mut storage: Storage) -> Model {
+    pub fn new(ctx: JujuContext, backend: Box<dyn Backend>, storage: Storage) -> Model {
+        Model::with_prefetching(ctx, Prefetching::new(backend), storage)
+    }
+
+    pub(crate) fn with_prefetching(
+        ctx: JujuContext,
+        backend: Prefetching,
+        mut storage: Storage,
+    ) -> Model {
         let broken: Option<RelationId> = if ctx.dispatch_path.ends_with("-relation-broken") {
             ctx.relation_id.as_deref().and_then(|r| r.parse().ok())
         } else {
@@ -318,7 +430,56 @@ impl Model {
     /// The hook command backend, for commands the model does not wrap
     /// (call the functions of [`crate::hookcmds`] with it).
     pub fn backend(&self) -> &dyn Backend {
-        self.backend.as_ref()
+        &self.backend
+    }
+
+    /// Fetches `reads` in one batch of concurrent hook commands (see
+    /// [`Read`]); what the model already holds is not asked again.
+    pub fn prefetch(&mut self, reads: &[Read]) {
+        let mut calls = Vec::new();
+        for read in reads {
+            let cached = match read {
+                Read::Config => self.config.is_some(),
+                Read::Leader => self.leader.is_some(),
+                Read::GoalState => false,
+                Read::RelationIds(endpoint) => self.relation_ids.contains_key(endpoint),
+                Read::RelationData(relation, bag) => {
+                    self.bags.contains_key(&(relation.clone(), bag.clone()))
+                }
+            };
+            if cached {
+                continue;
+            }
+            let call = match read {
+                Read::RelationData(relation, bag) => {
+                    let target = match bag {
+                        Bag::LocalUnit => Some((self.ctx.unit_name.clone(), false)),
+                        Bag::LocalApp => Some((self.ctx.app_name.clone(), true)),
+                        Bag::Unit(u) => Some((u.clone(), false)),
+                        Bag::RemoteApp => self.known_relation_app(relation).map(|a| (a, true)),
+                    };
+                    target.map(|(t, app)| hookcmds::relation_get_call(relation, &t, app))
+                }
+                other => other.call(),
+            };
+            calls.extend(call);
+        }
+        self.backend.fetch(calls);
+    }
+
+    /// The remote application when known without a hook command.
+    fn known_relation_app(&self, relation: &RelationId) -> Option<String> {
+        if let Some(a) = self.relation_apps.get(relation) {
+            return a.clone();
+        }
+        let key = relation.to_string();
+        match self.storage.remote_app(&key) {
+            Some(app) => Some(app.to_owned()),
+            None if self.ctx.relation_id.as_deref() == Some(key.as_str()) => {
+                self.ctx.remote_app.clone()
+            }
+            None => None,
+        }
     }
 
     // -- dispatch support ---------------------------------------------------
@@ -337,7 +498,7 @@ impl Model {
     }
 
     pub(crate) fn save_storage(&self) -> Result<bool, StorageError> {
-        self.storage.save(self.backend.as_ref())
+        self.storage.save(&self.backend)
     }
 
     /// Defers the event being handled: it is stored in Juju and re-run,
@@ -382,7 +543,7 @@ impl Model {
         if let Some(l) = self.leader {
             return Ok(l);
         }
-        let l = hookcmds::is_leader(self.backend.as_ref())?;
+        let l = hookcmds::is_leader(&self.backend)?;
         self.leader = Some(l);
         Ok(l)
     }
@@ -400,7 +561,7 @@ impl Model {
         if let Some(c) = &self.config {
             return Ok(c.clone());
         }
-        let values = hookcmds::config_get(self.backend.as_ref(), false)?;
+        let values = hookcmds::config_get(&self.backend, false)?;
         let c = Config { values };
         self.config = Some(c.clone());
         Ok(c)
@@ -413,7 +574,7 @@ impl Model {
         let ids = match self.relation_ids.get(endpoint) {
             Some(ids) => ids.clone(),
             None => {
-                let ids = hookcmds::relation_ids(self.backend.as_ref(), endpoint)?;
+                let ids = hookcmds::relation_ids(&self.backend, endpoint)?;
                 self.relation_ids.insert(endpoint.to_owned(), ids.clone());
                 ids
             }
@@ -434,7 +595,7 @@ impl Model {
         if let Some(u) = self.relation_units.get(relation) {
             return Ok(u.clone());
         }
-        let units = hookcmds::relation_list(self.backend.as_ref(), relation)?;
+        let units = hookcmds::relation_list(&self.backend, relation)?;
         self.relation_units.insert(relation.clone(), units.clone());
         Ok(units)
     }
@@ -458,7 +619,7 @@ impl Model {
         };
         let app = match known {
             Some(app) => Some(app),
-            None => hookcmds::relation_list_app(self.backend.as_ref(), relation)?,
+            None => hookcmds::relation_list_app(&self.backend, relation)?,
         };
         if let Some(a) = &app {
             if self.broken.as_ref() != Some(relation) {
@@ -501,7 +662,7 @@ impl Model {
             return Ok(b.clone());
         }
         let (target, app) = self.bag_target(relation, bag)?;
-        let data = hookcmds::relation_get(self.backend.as_ref(), relation, &target, app)?;
+        let data = hookcmds::relation_get(&self.backend, relation, &target, app)?;
         self.bags.insert(key, data.clone());
         Ok(data)
     }
@@ -531,7 +692,7 @@ impl Model {
                 format!("write the application databag of relation {relation}")
             })?;
         }
-        hookcmds::relation_set(self.backend.as_ref(), relation, app, &changes)?;
+        hookcmds::relation_set(&self.backend, relation, app, &changes)?;
         let bag = if app { Bag::LocalApp } else { Bag::LocalUnit };
         if let Some(cached) = self.bags.get_mut(&(relation.clone(), bag)) {
             for (k, v) in changes {
@@ -547,10 +708,7 @@ impl Model {
 
     /// The remote model of a relation (cross-model relations).
     pub fn relation_model(&mut self, relation: &RelationId) -> Result<RelationModel, ModelError> {
-        Ok(hookcmds::relation_model_get(
-            self.backend.as_ref(),
-            relation,
-        )?)
+        Ok(hookcmds::relation_model_get(&self.backend, relation)?)
     }
 
     // -- status -------------------------------------------------------------
@@ -558,7 +716,7 @@ impl Model {
     /// Sets this unit's status (applied at once, even if the hook fails).
     pub fn set_unit_status(&mut self, status: Status) -> Result<(), ModelError> {
         Ok(hookcmds::status_set(
-            self.backend.as_ref(),
+            &self.backend,
             false,
             status.name,
             &status.message,
@@ -569,7 +727,7 @@ impl Model {
     pub fn set_app_status(&mut self, status: Status) -> Result<(), ModelError> {
         self.require_leader(|| "set the application status".into())?;
         Ok(hookcmds::status_set(
-            self.backend.as_ref(),
+            &self.backend,
             true,
             status.name,
             &status.message,
@@ -578,21 +736,18 @@ impl Model {
 
     /// This unit's current status.
     pub fn unit_status(&mut self) -> Result<StatusReport, ModelError> {
-        Ok(hookcmds::status_get(self.backend.as_ref())?)
+        Ok(hookcmds::status_get(&self.backend)?)
     }
 
     /// The application's status and its units' (leader only).
     pub fn app_status(&mut self) -> Result<AppStatusReport, ModelError> {
         self.require_leader(|| "read the application status".into())?;
-        Ok(hookcmds::status_get_app(self.backend.as_ref())?)
+        Ok(hookcmds::status_get_app(&self.backend)?)
     }
 
     /// Sets the workload version shown by `juju status`.
     pub fn set_workload_version(&mut self, version: &str) -> Result<(), ModelError> {
-        Ok(hookcmds::application_version_set(
-            self.backend.as_ref(),
-            version,
-        )?)
+        Ok(hookcmds::application_version_set(&self.backend, version)?)
     }
 
     // -- ports --------------------------------------------------------------
@@ -602,14 +757,14 @@ impl Model {
         if let Some(p) = &self.opened_ports {
             return Ok(p.clone());
         }
-        let ports = hookcmds::opened_ports(self.backend.as_ref())?;
+        let ports = hookcmds::opened_ports(&self.backend)?;
         self.opened_ports = Some(ports.clone());
         Ok(ports)
     }
 
     /// Opens a port.
     pub fn open_port(&mut self, port: Port) -> Result<(), ModelError> {
-        hookcmds::open_port(self.backend.as_ref(), &port, &[])?;
+        hookcmds::open_port(&self.backend, &port, &[])?;
         if let Some(p) = &mut self.opened_ports {
             if !p.contains(&port) {
                 p.push(port);
@@ -620,7 +775,7 @@ impl Model {
 
     /// Closes a port.
     pub fn close_port(&mut self, port: Port) -> Result<(), ModelError> {
-        hookcmds::close_port(self.backend.as_ref(), &port, &[])?;
+        hookcmds::close_port(&self.backend, &port, &[])?;
         if let Some(p) = &mut self.opened_ports {
             p.retain(|x| *x != port);
         }
@@ -653,7 +808,7 @@ impl Model {
         if let Some(c) = self.secrets.get(&key) {
             return Ok(c.clone());
         }
-        let c = hookcmds::secret_get(self.backend.as_ref(), id, label, SecretRead::Tracked)?;
+        let c = hookcmds::secret_get(&self.backend, id, label, SecretRead::Tracked)?;
         self.secrets.insert(key, c.clone());
         Ok(c)
     }
@@ -665,7 +820,7 @@ impl Model {
         label: Option<&str>,
     ) -> Result<SecretContent, ModelError> {
         Ok(hookcmds::secret_get(
-            self.backend.as_ref(),
+            &self.backend,
             id,
             label,
             SecretRead::Peek,
@@ -679,7 +834,7 @@ impl Model {
         id: Option<&str>,
         label: Option<&str>,
     ) -> Result<SecretContent, ModelError> {
-        let c = hookcmds::secret_get(self.backend.as_ref(), id, label, SecretRead::Refresh)?;
+        let c = hookcmds::secret_get(&self.backend, id, label, SecretRead::Refresh)?;
         // Whatever was cached for this secret is stale now.
         self.secrets.clear();
         Ok(c)
@@ -691,7 +846,7 @@ impl Model {
         id: Option<&str>,
         label: Option<&str>,
     ) -> Result<SecretInfo, ModelError> {
-        Ok(hookcmds::secret_info_get(self.backend.as_ref(), id, label)?)
+        Ok(hookcmds::secret_info_get(&self.backend, id, label)?)
     }
 
     /// Creates a secret and returns its URI. Application-owned secrets need
@@ -705,12 +860,7 @@ impl Model {
         if owner == SecretOwner::Application {
             self.require_leader(|| "add an application-owned secret".into())?;
         }
-        Ok(hookcmds::secret_add(
-            self.backend.as_ref(),
-            content,
-            meta,
-            owner,
-        )?)
+        Ok(hookcmds::secret_add(&self.backend, content, meta, owner)?)
     }
 
     /// Sets new content (a new revision) and/or metadata of an owned secret.
@@ -720,7 +870,7 @@ impl Model {
         content: Option<&SecretContent>,
         meta: &SecretMeta,
     ) -> Result<(), ModelError> {
-        hookcmds::secret_set(self.backend.as_ref(), id, content, meta)?;
+        hookcmds::secret_set(&self.backend, id, content, meta)?;
         self.secrets.clear();
         Ok(())
     }
@@ -732,12 +882,7 @@ impl Model {
         relation: &RelationId,
         unit: Option<&str>,
     ) -> Result<(), ModelError> {
-        Ok(hookcmds::secret_grant(
-            self.backend.as_ref(),
-            id,
-            relation,
-            unit,
-        )?)
+        Ok(hookcmds::secret_grant(&self.backend, id, relation, unit)?)
     }
 
     /// Revokes a grant.
@@ -747,24 +892,19 @@ impl Model {
         relation: &RelationId,
         scope: &RevokeScope,
     ) -> Result<(), ModelError> {
-        Ok(hookcmds::secret_revoke(
-            self.backend.as_ref(),
-            id,
-            relation,
-            scope,
-        )?)
+        Ok(hookcmds::secret_revoke(&self.backend, id, relation, scope)?)
     }
 
     /// Removes one revision of an owned secret, or all of them.
     pub fn remove_secret(&mut self, id: &str, revision: Option<u32>) -> Result<(), ModelError> {
-        hookcmds::secret_remove(self.backend.as_ref(), id, revision)?;
+        hookcmds::secret_remove(&self.backend, id, revision)?;
         self.secrets.clear();
         Ok(())
     }
 
     /// The URIs of the secrets this unit/application owns.
     pub fn secret_ids(&mut self) -> Result<Vec<String>, ModelError> {
-        Ok(hookcmds::secret_ids(self.backend.as_ref())?)
+        Ok(hookcmds::secret_ids(&self.backend)?)
     }
 
     // -- actions --------------------------------------------------------------
@@ -785,7 +925,7 @@ impl Model {
         if let Some(p) = &self.action_params {
             return Ok(p.clone());
         }
-        let p = hookcmds::action_get(self.backend.as_ref())?;
+        let p = hookcmds::action_get(&self.backend)?;
         self.action_params = Some(p.clone());
         Ok(p)
     }
@@ -815,26 +955,26 @@ impl Model {
         self.require_action("setting action results")?;
         let mut flat = BTreeMap::new();
         flatten("", results, &mut flat);
-        Ok(hookcmds::action_set(self.backend.as_ref(), &flat)?)
+        Ok(hookcmds::action_set(&self.backend, &flat)?)
     }
 
     /// Fails the action with `message`; the hook still commits its changes.
     pub fn fail_action(&mut self, message: &str) -> Result<(), ModelError> {
         self.require_action("failing an action")?;
-        Ok(hookcmds::action_fail(self.backend.as_ref(), message)?)
+        Ok(hookcmds::action_fail(&self.backend, message)?)
     }
 
     /// Logs progress to the action's output, visible at once.
     pub fn action_log(&mut self, message: &str) -> Result<(), ModelError> {
         self.require_action("logging action progress")?;
-        Ok(hookcmds::action_log(self.backend.as_ref(), message)?)
+        Ok(hookcmds::action_log(&self.backend, message)?)
     }
 
     // -- logging --------------------------------------------------------------
 
     /// Writes to the unit's log (`juju debug-log`).
     pub fn log(&mut self, level: LogLevel, message: &str) -> Result<(), ModelError> {
-        Ok(hookcmds::juju_log(self.backend.as_ref(), level, message)?)
+        Ok(hookcmds::juju_log(&self.backend, level, message)?)
     }
 
     // -- network, goal state, cloud, resources, storage -------------------
@@ -846,16 +986,12 @@ impl Model {
         binding: &str,
         relation: Option<&RelationId>,
     ) -> Result<Network, ModelError> {
-        Ok(hookcmds::network_get(
-            self.backend.as_ref(),
-            binding,
-            relation,
-        )?)
+        Ok(hookcmds::network_get(&self.backend, binding, relation)?)
     }
 
     /// Juju's goal state for this application.
     pub fn goal_state(&mut self) -> Result<GoalState, ModelError> {
-        Ok(hookcmds::goal_state(self.backend.as_ref())?)
+        Ok(hookcmds::goal_state(&self.backend)?)
     }
 
     /// How many units Juju plans for this application.
@@ -865,28 +1001,28 @@ impl Model {
 
     /// The cloud spec and credential (needs `juju trust`).
     pub fn cloud_spec(&mut self) -> Result<CloudSpec, ModelError> {
-        Ok(hookcmds::credential_get(self.backend.as_ref())?)
+        Ok(hookcmds::credential_get(&self.backend)?)
     }
 
     /// The local path of a file resource.
     pub fn resource(&mut self, name: &str) -> Result<std::path::PathBuf, ModelError> {
-        Ok(hookcmds::resource_get(self.backend.as_ref(), name)?)
+        Ok(hookcmds::resource_get(&self.backend, name)?)
     }
 
     /// The instances of a storage (`data/0`, …).
     pub fn storages(&mut self, name: &str) -> Result<Vec<String>, ModelError> {
-        Ok(hookcmds::storage_list(self.backend.as_ref(), Some(name))?)
+        Ok(hookcmds::storage_list(&self.backend, Some(name))?)
     }
 
     /// Where a storage instance is and what kind it is.
     pub fn storage(&mut self, id: &str) -> Result<StorageInfo, ModelError> {
-        Ok(hookcmds::storage_get(self.backend.as_ref(), id)?)
+        Ok(hookcmds::storage_get(&self.backend, id)?)
     }
 
     /// Asks Juju for `count` more instances of storage `name` (committed
     /// with the hook).
     pub fn add_storage(&mut self, name: &str, count: u32) -> Result<(), ModelError> {
-        Ok(hookcmds::storage_add(self.backend.as_ref(), name, count)?)
+        Ok(hookcmds::storage_add(&self.backend, name, count)?)
     }
 
     // -- Pebble ---------------------------------------------------------------
@@ -941,6 +1077,93 @@ fn flatten(prefix: &str, map: &serde_json::Map<String, Value>, out: &mut BTreeMa
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Answers a few read commands and counts every process it would start.
+    #[derive(Default)]
+    struct Counting {
+        runs: RefCell<Vec<String>>,
+        batches: RefCell<Vec<usize>>,
+    }
+
+    impl Backend for std::rc::Rc<Counting> {
+        fn run(
+            &self,
+            command: &str,
+            _args: &[String],
+            _stdin: Option<&[u8]>,
+        ) -> std::io::Result<CommandOutput> {
+            self.runs.borrow_mut().push(command.to_owned());
+            let (code, stdout, stderr) = match command {
+                "is-leader" => (0, "true", ""),
+                "config-get" => (0, r#"{"port": 8080}"#, ""),
+                "relation-ids" => (2, "", "ERROR no endpoint \"nope\""),
+                _ => (1, "", "ERROR unexpected"),
+            };
+            Ok(CommandOutput {
+                code,
+                stdout: stdout.into(),
+                stderr: stderr.into(),
+            })
+        }
+
+        fn run_batch(&self, calls: &[Call]) -> Vec<std::io::Result<CommandOutput>> {
+            self.batches.borrow_mut().push(calls.len());
+            calls
+                .iter()
+                .map(|c| self.run(c.command, &c.args, None))
+                .collect()
+        }
+    }
+
+    fn model_over(backend: std::rc::Rc<Counting>) -> Model {
+        let ctx = JujuContext::from_vars([
+            ("JUJU_DISPATCH_PATH", "hooks/config-changed"),
+            ("JUJU_HOOK_NAME", "config-changed"),
+            ("JUJU_UNIT_NAME", "app/0"),
+            ("JUJU_MODEL_NAME", "m"),
+            ("JUJU_MODEL_UUID", "f2a2c8b0-1111-4222-8333-444455556666"),
+            ("JUJU_CHARM_DIR", "/tmp"),
+            ("JUJU_VERSION", "3.6.4"),
+        ])
+        .unwrap();
+        Model::new(ctx, Box::new(backend), Storage::default())
+    }
+
+    #[test]
+    fn prefetched_reads_run_once_in_one_batch_and_keep_their_errors_for_the_caller() {
+        let backend = std::rc::Rc::new(Counting::default());
+        let mut model = model_over(backend.clone());
+        model.prefetch(&[Read::Leader, Read::Config, Read::RelationIds("nope".into())]);
+        assert_eq!(*backend.batches.borrow(), vec![3]);
+        assert!(model.is_leader().unwrap());
+        assert_eq!(
+            model.config().unwrap().int("port").unwrap(),
+            Some(8080),
+            "the prefetched answer is the one read"
+        );
+        let err = model.relations("nope").unwrap_err();
+        assert!(err.to_string().contains("no endpoint"), "{err}");
+        assert_eq!(
+            *backend.runs.borrow(),
+            vec!["is-leader", "config-get", "relation-ids"],
+            "nothing ran twice"
+        );
+        // A failed read is not cached by the model: asking again runs it again.
+        let _ = model.relations("nope");
+        assert_eq!(backend.runs.borrow().len(), 4);
+    }
+
+    #[test]
+    fn reads_the_model_already_holds_are_not_fetched_again() {
+        let backend = std::rc::Rc::new(Counting::default());
+        let mut model = model_over(backend.clone());
+        assert!(model.is_leader().unwrap());
+        model.prefetch(&[Read::Leader, Read::Config]);
+        // One read left is not worth a batch: it runs when asked for.
+        assert!(backend.batches.borrow().is_empty());
+        model.config().unwrap();
+        assert_eq!(*backend.runs.borrow(), vec!["is-leader", "config-get"]);
+    }
 
     #[test]
     fn hook_command_failures_map_to_domain_errors() {

@@ -19,7 +19,7 @@ use crate::domain::{Kernel, MachineId, PatchFilename, PatchVersion, TierName};
 use crate::metrics::Metrics;
 
 mod sync;
-pub use sync::{DownstreamReport, SyncRun, SyncTokenRow, UpstreamMachine};
+pub use sync::{DownstreamReport, SyncRun, SyncTokenRow, SyncedFile, UpstreamMachine};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

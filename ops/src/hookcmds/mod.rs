@@ -49,6 +49,35 @@ pub trait Backend {
         args: &[String],
         stdin: Option<&[u8]>,
     ) -> std::io::Result<CommandOutput>;
+
+    /// Runs several commands that read without changing anything and do
+    /// not depend on each other, one result per call in order. The default
+    /// runs them one after the other; [`ProcessBackend`] starts them all
+    /// before waiting for any, so a hook pays one process round trip for
+    /// the batch instead of one per command.
+    fn run_batch(&self, calls: &[Call]) -> Vec<std::io::Result<CommandOutput>> {
+        calls
+            .iter()
+            .map(|c| self.run(c.command, &c.args, None))
+            .collect()
+    }
+}
+
+/// One hook command invocation without stdin: what [`Backend::run_batch`]
+/// takes. Built by the `*_call` functions of this module, so a prefetched
+/// answer has exactly the argv the reading function would have used.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Call {
+    /// The command, for example `relation-get`.
+    pub command: &'static str,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+impl Call {
+    fn new(command: &'static str, args: Vec<String>) -> Call {
+        Call { command, args }
+    }
 }
 
 /// Runs hook commands as processes found on `PATH`, as Juju expects.
@@ -83,6 +112,34 @@ impl Backend for ProcessBackend {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+
+    fn run_batch(&self, calls: &[Call]) -> Vec<std::io::Result<CommandOutput>> {
+        // Start every process first, then collect them in order. Hook
+        // commands write little (a few KiB of JSON), well under a pipe's
+        // buffer, so one waiting to be read does not hold up the others.
+        let children: Vec<std::io::Result<std::process::Child>> = calls
+            .iter()
+            .map(|c| {
+                Command::new(c.command)
+                    .args(&c.args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| {
+                let out = child?.wait_with_output()?;
+                Ok(CommandOutput {
+                    code: out.status.code().unwrap_or(-1),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            })
+            .collect()
     }
 }
 
@@ -241,12 +298,18 @@ fn string_map_json(map: &BTreeMap<String, String>) -> Vec<u8> {
 /// `config-get --format=json [--all]`: every option with a value or default
 /// (`all` adds the others as `null`). `secret` options are URI strings.
 pub fn config_get(b: &dyn Backend, all: bool) -> Result<BTreeMap<String, Value>, HookCmdError> {
+    let c = config_get_call(all);
+    let map: Option<BTreeMap<String, Value>> = run_json(b, c.command, c.args)?;
+    Ok(map.unwrap_or_default())
+}
+
+/// The argv of [`config_get`].
+pub fn config_get_call(all: bool) -> Call {
     let mut a = args(["--format=json"]);
     if all {
         a.push("--all".into());
     }
-    let map: Option<BTreeMap<String, Value>> = run_json(b, "config-get", a)?;
-    Ok(map.unwrap_or_default())
+    Call::new("config-get", a)
 }
 
 /// `config-get --format=json <key>`: one option (`null` when unknown or unset).
@@ -259,7 +322,8 @@ pub fn config_get_key(b: &dyn Backend, key: &str) -> Result<Value, HookCmdError>
 
 /// `relation-ids <endpoint> --format=json`: the relations of an endpoint.
 pub fn relation_ids(b: &dyn Backend, endpoint: &str) -> Result<Vec<RelationId>, HookCmdError> {
-    let ids: Option<Vec<String>> = run_json(b, "relation-ids", args([endpoint, "--format=json"]))?;
+    let c = relation_ids_call(endpoint);
+    let ids: Option<Vec<String>> = run_json(b, c.command, c.args)?;
     ids.unwrap_or_default()
         .iter()
         .map(|s| {
@@ -270,6 +334,11 @@ pub fn relation_ids(b: &dyn Backend, endpoint: &str) -> Result<Vec<RelationId>, 
                 })
         })
         .collect()
+}
+
+/// The argv of [`relation_ids`].
+pub fn relation_ids_call(endpoint: &str) -> Call {
+    Call::new("relation-ids", args([endpoint, "--format=json"]))
 }
 
 /// `relation-list --format=json -r <id>`: the remote units (for a peer
@@ -304,14 +373,20 @@ pub fn relation_get(
     target: &str,
     app: bool,
 ) -> Result<BTreeMap<String, String>, HookCmdError> {
+    let c = relation_get_call(relation, target, app);
+    let bag: Option<BTreeMap<String, String>> = run_json(b, c.command, c.args)?;
+    Ok(bag.unwrap_or_default())
+}
+
+/// The argv of [`relation_get`].
+pub fn relation_get_call(relation: &RelationId, target: &str, app: bool) -> Call {
     let mut a = args(["--format=json", "-r", &relation.to_string()]);
     if app {
         a.push("--app".into());
     }
     a.push("-".into());
     a.push(target.into());
-    let bag: Option<BTreeMap<String, String>> = run_json(b, "relation-get", a)?;
-    Ok(bag.unwrap_or_default())
+    Call::new("relation-get", a)
 }
 
 /// `relation-get --format=json -r <id> [--app] <key> <unit-or-app>`: one key.
@@ -418,7 +493,13 @@ pub fn application_version_set(b: &dyn Backend, version: &str) -> Result<(), Hoo
 
 /// `is-leader --format=json`. A `true` holds for 30 seconds (the lease).
 pub fn is_leader(b: &dyn Backend) -> Result<bool, HookCmdError> {
-    run_json(b, "is-leader", args(["--format=json"]))
+    let c = is_leader_call();
+    run_json(b, c.command, c.args)
+}
+
+/// The argv of [`is_leader`].
+pub fn is_leader_call() -> Call {
+    Call::new("is-leader", args(["--format=json"]))
 }
 
 /// `leader-get --format=json`: the (deprecated) leader settings.
@@ -557,11 +638,17 @@ pub fn state_get(b: &dyn Backend) -> Result<BTreeMap<String, String>, HookCmdErr
 /// `state-get --format=json <key>`: one key; `None` when absent (Juju
 /// prints nothing then).
 pub fn state_get_key(b: &dyn Backend, key: &str) -> Result<Option<String>, HookCmdError> {
-    let out = run(b, "state-get", args(["--format=json", key]), None)?;
+    let c = state_get_key_call(key);
+    let out = run(b, c.command, c.args, None)?;
     if out.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     parse_json("state-get", &out)
+}
+
+/// The argv of [`state_get_key`].
+pub fn state_get_key_call(key: &str) -> Call {
+    Call::new("state-get", args(["--format=json", key]))
 }
 
 /// `state-set --file -` with the keys as JSON on stdin. Buffered until the
@@ -975,7 +1062,13 @@ pub fn network_get(
 
 /// `goal-state --format=json`.
 pub fn goal_state(b: &dyn Backend) -> Result<GoalState, HookCmdError> {
-    run_json(b, "goal-state", args(["--format=json"]))
+    let c = goal_state_call();
+    run_json(b, c.command, c.args)
+}
+
+/// The argv of [`goal_state`].
+pub fn goal_state_call() -> Call {
+    Call::new("goal-state", args(["--format=json"]))
 }
 
 /// `credential-get --format=json`: the cloud spec (needs `juju trust`).

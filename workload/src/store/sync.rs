@@ -49,6 +49,19 @@ pub struct DownstreamReport {
     pub patch_version: Option<String>,
 }
 
+/// A downloaded and verified file, for [`Store::register_synced_batch`].
+#[derive(Clone, Debug)]
+pub struct SyncedFile {
+    /// Its name.
+    pub name: crate::domain::PatchFilename,
+    /// Its SHA-256 (hex), checked against the snapshot.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: i64,
+    /// The upstream's release time, when it gave one.
+    pub released: Option<OffsetDateTime>,
+}
+
 /// One local machine, for the reports sent upstream (the id is obfuscated before it leaves).
 #[derive(Clone, Debug)]
 pub struct UpstreamMachine {
@@ -531,88 +544,133 @@ impl Store {
             .collect())
     }
 
-    /// Registers a downloaded file in one transaction: takes the name's advisory lock (the one
-    /// uploads take), checks what is registered under the name, runs `publish` (which makes the
-    /// staged object visible) only when nothing is, then records the file with the upstream's
-    /// release time and places it in the first tier. Returns `Ok(Ok(true))` when registered,
-    /// `Ok(Ok(false))` when the same file already was, `Ok(Err(why))` when refused (another file of
-    /// that name, or `publish` failed) — nothing is registered then.
-    pub async fn register_synced<F>(
+    /// Registers downloaded files in one transaction: takes every name's advisory lock (the one uploads take; in name order), checks what is
+    /// registered under the names, runs `publish` with the indexes of the files nothing is
+    /// registered under (it makes their staged objects visible and says, per index, whether that
+    /// worked), then records the published ones and places them in the first tier. One commit
+    /// (one WAL flush) and a handful of round trips for the whole batch instead of seven per file.
+    ///
+    /// Per file, in input order: `Ok(true)` registered, `Ok(false)` the same file already was,
+    /// `Err(why)` refused (another file of that name, or its publish failed). An `Err` from the
+    /// database means nothing of the batch was registered; the caller must take away what
+    /// `publish` made visible.
+    pub async fn register_synced_batch<F, Fut>(
         &self,
-        name: &crate::domain::PatchFilename,
-        sha256: &str,
-        size: i64,
-        released: Option<OffsetDateTime>,
+        files: &[SyncedFile],
         publish: F,
-    ) -> Result<std::result::Result<bool, String>>
+    ) -> Result<Vec<std::result::Result<bool, String>>>
     where
-        F: std::future::Future<Output = std::result::Result<(), String>>,
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: std::future::Future<Output = Vec<std::result::Result<(), String>>>,
     {
         let started = Instant::now();
         let result = async {
+            let mut outcome: Vec<Option<std::result::Result<bool, String>>> =
+                vec![None; files.len()];
+            let mut names: Vec<String> = files.iter().map(|f| f.name.as_str().to_string()).collect();
+            names.sort();
+            names.dedup();
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&name.as_str()],
+                "SELECT pg_advisory_xact_lock(hashtextextended(n, 0))
+                 FROM (SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY i) s",
+                &[&names],
             )
             .await?;
-            if let Some(r) = tx
-                .query_opt(
-                    "SELECT sha256 FROM patch_file WHERE filename = $1",
-                    &[&name.as_str()],
+            let existing: BTreeMap<String, String> = tx
+                .query(
+                    "SELECT filename, sha256 FROM patch_file WHERE filename = ANY($1)",
+                    &[&names],
                 )
                 .await?
-            {
-                let existing: String = r.get(0);
-                return Ok(if existing == sha256 {
-                    Ok(false)
-                } else {
-                    Err("a different file of this name is already registered here".to_string())
-                });
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let mut wanted = Vec::new();
+            let mut claimed = BTreeMap::new();
+            for (i, f) in files.iter().enumerate() {
+                let name = f.name.as_str();
+                let known = existing.get(name).or_else(|| claimed.get(name));
+                outcome[i] = match known {
+                    Some(sha) if *sha == f.sha256 => Some(Ok(false)),
+                    Some(_) => Some(Err(
+                        "a different file of this name is already registered here".to_string(),
+                    )),
+                    None => {
+                        claimed.insert(name.to_string(), f.sha256.clone());
+                        wanted.push(i);
+                        None
+                    }
+                };
             }
-            if let Err(e) = publish.await {
-                return Ok(Err(e));
+            let published = publish(wanted.clone()).await;
+            let mut ok = Vec::new();
+            for (i, r) in wanted.into_iter().zip(published) {
+                match r {
+                    Ok(()) => ok.push(i),
+                    Err(why) => outcome[i] = Some(Err(why)),
+                }
             }
-            let version = name.version.to_string();
-            tx.execute(
-                "INSERT INTO patch (version, major, minor) VALUES ($1, $2, $3) ON CONFLICT (version) DO NOTHING",
-                &[&version, &(name.version.major as i32), &(name.version.minor as i32)],
-            )
-            .await?;
-            let kernel: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-                [&name.kernel.version, &name.kernel.flavour, &name.architecture];
-            tx.execute(
-                "INSERT INTO kernel (version, flavour, architecture) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &kernel,
-            )
-            .await?;
-            // A separate statement: it sees a kernel row a concurrent registration just committed.
-            tx.execute(
-                "WITH f AS (
-                     INSERT INTO patch_file (filename, patch_version, kernel_id, sha256, size, released)
-                     SELECT $1, $2, k.id, $3, $4, coalesce($5, now()) FROM kernel k
-                     WHERE k.version = $6 AND k.flavour = $7 AND k.architecture = $8
-                     RETURNING id)
-                 INSERT INTO patch_file_tier (tier_id, patch_file_id)
-                 SELECT (SELECT id FROM tier ORDER BY position LIMIT 1), f.id FROM f",
-                &[
-                    &name.as_str(),
-                    &version,
-                    &sha256,
-                    &size,
-                    &released,
-                    &name.kernel.version,
-                    &name.kernel.flavour,
-                    &name.architecture,
-                ],
-            )
-            .await?;
+            if !ok.is_empty() {
+                let column = |get: fn(&SyncedFile) -> String| -> Vec<String> {
+                    ok.iter().map(|&i| get(&files[i])).collect()
+                };
+                let versions = column(|f| f.name.version.to_string());
+                let majors: Vec<i32> = ok.iter().map(|&i| files[i].name.version.major as i32).collect();
+                let minors: Vec<i32> = ok.iter().map(|&i| files[i].name.version.minor as i32).collect();
+                tx.execute(
+                    "INSERT INTO patch (version, major, minor)
+                     SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[])
+                     ORDER BY 1 ON CONFLICT (version) DO NOTHING",
+                    &[&versions, &majors, &minors],
+                )
+                .await?;
+                let kversions = column(|f| f.name.kernel.version.clone());
+                let flavours = column(|f| f.name.kernel.flavour.clone());
+                let arches = column(|f| f.name.architecture.to_string());
+                tx.execute(
+                    "INSERT INTO kernel (version, flavour, architecture)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+                     ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING",
+                    &[&kversions, &flavours, &arches],
+                )
+                .await?;
+                let filenames = column(|f| f.name.as_str().to_string());
+                let shas = column(|f| f.sha256.clone());
+                let sizes: Vec<i64> = ok.iter().map(|&i| files[i].size).collect();
+                let released: Vec<Option<OffsetDateTime>> =
+                    ok.iter().map(|&i| files[i].released).collect();
+                // A separate statement: it sees kernel rows a concurrent registration just committed.
+                tx.execute(
+                        "WITH f AS (
+                             INSERT INTO patch_file (filename, patch_version, kernel_id, sha256, size, released)
+                             SELECT u.filename, u.version, k.id, u.sha256, u.size, coalesce(u.released, now())
+                             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::timestamptz[],
+                                         $6::text[], $7::text[], $8::text[])
+                                  AS u(filename, version, sha256, size, released, kv, kf, ka)
+                             JOIN kernel k ON k.version = u.kv AND k.flavour = u.kf AND k.architecture = u.ka
+                             RETURNING id)
+                         INSERT INTO patch_file_tier (tier_id, patch_file_id)
+                         SELECT (SELECT id FROM tier ORDER BY position LIMIT 1), f.id FROM f",
+                        &[
+                            &filenames, &versions, &shas, &sizes, &released, &kversions, &flavours,
+                            &arches,
+                        ],
+                    )
+                .await?;
+                for i in ok {
+                    outcome[i] = Some(Ok(true));
+                }
+            }
             tx.commit().await?;
-            Ok(Ok(true))
+            Ok(outcome
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Err("not registered".to_string())))
+                .collect())
         }
         .await;
-        self.observe("RegisterSyncedFile", started, &result);
+        self.observe("RegisterSyncedFiles", started, &result);
         result
     }
 

@@ -12,7 +12,9 @@
 //! 5. downloads what is not registered yet, a few files at a time: each streams into a staged
 //!    storage object while it is hashed, and is published and registered only when its size and
 //!    SHA-256 match the snapshot, so a failure or a kill mid-file leaves nothing visible and the
-//!    next run simply finds the file still missing (resume = re-listing);
+//!    next run simply finds the file still missing (resume = re-listing). Verified files are
+//!    published and registered in batches, one transaction each (whatever finished downloading
+//!    while the previous batch committed), so the database pays one commit per batch;
 //! 6. with `sync-tiers`, mirrors placements; otherwise new files land in the first tier;
 //! 7. mirrors the upstream blocklist for the versions it listed (local blocklistings stay).
 //!
@@ -46,11 +48,14 @@ use wire::{MachineReport, MachineReports, SnapshotPatch};
 
 /// Files downloaded at once: enough to hide per-file latency, few enough to stay gentle.
 const PARALLEL_DOWNLOADS: usize = 8;
-/// Files published and registered at once: each holds one pooled connection (its transaction),
-/// and the run holds one for its own lock, so this leaves part of the pool to the requests.
-fn publish_permits(pool_max: usize) -> usize {
-    (pool_max.saturating_sub(2)).clamp(1, 4)
+/// Registrations (batches of files published and registered in one transaction) at once: each
+/// holds one pooled connection, and the run holds one for its own lock, so this leaves most of
+/// the pool to the requests. Two let one batch commit while the next is published.
+fn register_slots(pool_max: usize) -> usize {
+    (pool_max.saturating_sub(2)).clamp(1, 2)
 }
+/// Most files registered in one transaction: bounds how long the names' locks are held.
+const REGISTER_BATCH: usize = 64;
 /// How often a run's counters are written while it downloads.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
@@ -96,8 +101,6 @@ struct Inner {
     disabled_reason: String,
     /// Flips to true at shutdown; runs stop between files.
     stop: tokio::sync::watch::Receiver<bool>,
-    /// Files being published and registered at once (each holds a pooled connection).
-    publishing: tokio::sync::Semaphore,
 }
 
 /// The downstream sync: triggering runs, the leader's loops.
@@ -122,7 +125,6 @@ impl SyncService {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let sync = &config.patch_sync;
-        let pool_max = config.database.pool_max;
         let (client, disabled_reason) = match &sync.token {
             None => (None, "patch-sync.token is not set".to_string()),
             Some(_) if sync.upstream_url.trim().is_empty() => {
@@ -151,7 +153,6 @@ impl SyncService {
             client,
             disabled_reason,
             stop,
-            publishing: tokio::sync::Semaphore::new(publish_permits(pool_max)),
         }))
     }
 
@@ -470,18 +471,50 @@ impl Run {
             }
         }))
         .buffer_unordered(PARALLEL_DOWNLOADS);
+        // Verified files wait here until a registration slot is free; each registration takes
+        // everything waiting (up to REGISTER_BATCH), so while one commits, the next batch grows.
+        let mut waiting: Vec<(SnapshotPatch, Box<dyn crate::storage::Staged>)> = Vec::new();
+        let mut registering = futures_util::stream::FuturesUnordered::new();
+        let slots = register_slots(inner.config.database.pool_max);
+        let mut downloads_done = false;
         loop {
-            let next = tokio::select! {
-                _ = stop.wait_for(|s| *s) => {
+            while registering.len() < slots && !waiting.is_empty() {
+                let batch: Vec<_> = waiting.drain(..waiting.len().min(REGISTER_BATCH)).collect();
+                registering.push(register_batch(inner.clone(), batch));
+            }
+            if downloads_done && registering.is_empty() && waiting.is_empty() {
+                break;
+            }
+            // The stop signal's guard must not live in the select's output: a branch below
+            // awaits, and the run's future has to stay `Send`.
+            let stopping = async {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                () = stopping => {
                     return Err("interrupted: the server is shutting down; the next run resumes where this one stopped".into());
                 }
-                n = downloads.next() => n,
-            };
-            let Some((p, outcome)) = next else { break };
-            match outcome {
-                Ok(()) => {
-                    self.done += 1;
-                    self.bytes_done += p.size as i64;
+                n = downloads.next(), if !downloads_done => match n {
+                    None => downloads_done = true,
+                    Some((p, Ok(staged))) => waiting.push((p, staged)),
+                    Some((p, Err(reason))) => self.failures.push(Failure {
+                        filename: p.filename.clone(),
+                        reason,
+                    }),
+                },
+                Some(done) = registering.next(), if !registering.is_empty() => {
+                    for (p, outcome) in done {
+                        match outcome {
+                            Ok(()) => {
+                                self.done += 1;
+                                self.bytes_done += p.size as i64;
+                            }
+                            Err(reason) => self.failures.push(Failure {
+                                filename: p.filename.clone(),
+                                reason,
+                            }),
+                        }
+                    }
                     // A few writes a second are plenty for anyone watching; the end is always
                     // written by `finish`.
                     if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -489,10 +522,6 @@ impl Run {
                         last_progress = std::time::Instant::now();
                     }
                 }
-                Err(reason) => self.failures.push(Failure {
-                    filename: p.filename.clone(),
-                    reason,
-                }),
             }
         }
 
@@ -603,14 +632,14 @@ async fn machine_reports(
         .collect())
 }
 
-/// Downloads one file into a staged object, verifies it, publishes and registers it. A
-/// transfer that breaks mid-body is retried from the start (the staged bytes are discarded).
+/// Downloads one file into a staged object and verifies it against the snapshot; publishing
+/// and registering are [`register_batch`]'s. A transfer that breaks mid-body is retried from the
+/// start (the staged bytes are discarded).
 async fn download_one(
     inner: &Inner,
     client: &UpstreamClient,
     p: &SnapshotPatch,
-) -> Result<(), String> {
-    let name = PatchFilename::parse(&p.filename).map_err(|e| e.to_string())?;
+) -> Result<Box<dyn crate::storage::Staged>, String> {
     let mut attempt = 0;
     let staged = loop {
         attempt += 1;
@@ -648,36 +677,95 @@ async fn download_one(
         staged.discard().await;
         return Err(reason);
     }
-    // Publish and register in one transaction under the name's lock (the one uploads take), so
-    // nobody registers this name meanwhile. Each holds a pooled connection: few at a time, so a
-    // run never starves the pool the requests need.
-    let _permit = inner
-        .publishing
-        .acquire()
-        .await
-        .map_err(|e| e.to_string())?;
-    let released =
-        time::OffsetDateTime::parse(&p.released, &time::format_description::well_known::Rfc3339)
-            .ok();
-    let storage = inner.storage.clone();
-    let target = name.clone();
-    let outcome = inner
-        .store
-        .register_synced(&name, &p.sha256, p.size as i64, released, async move {
-            staged
-                .publish(target)
-                .await
-                .map_err(|e| format!("cannot publish the download: {e}"))
-        })
-        .await;
-    match outcome {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(why)) => Err(why),
-        Err(e) => {
-            // The object may be visible but is registered nowhere: take it away again so storage
-            // and database agree.
-            let _ = storage.delete(&name).await;
-            Err(format!("cannot register the download: {e}"))
+    Ok(staged)
+}
+
+/// Publishes and registers a batch of verified downloads in one transaction under their names'
+/// locks (the ones uploads take), so nobody registers these names meanwhile. The objects are
+/// published concurrently (a filesystem shares one directory fsync among them); if the
+/// transaction fails, the objects it published are taken away again so storage and database
+/// agree. Returns each file's outcome.
+async fn register_batch(
+    inner: Arc<Inner>,
+    batch: Vec<(SnapshotPatch, Box<dyn crate::storage::Staged>)>,
+) -> Vec<(SnapshotPatch, Result<(), String>)> {
+    let mut files = Vec::with_capacity(batch.len());
+    let mut patches = Vec::with_capacity(batch.len());
+    let mut staged = Vec::with_capacity(batch.len());
+    let mut refused = Vec::new();
+    for (p, s) in batch {
+        match PatchFilename::parse(&p.filename) {
+            Ok(name) => {
+                files.push(crate::store::SyncedFile {
+                    name,
+                    sha256: p.sha256.clone(),
+                    size: p.size as i64,
+                    released: time::OffsetDateTime::parse(
+                        &p.released,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok(),
+                });
+                patches.push(p);
+                staged.push(Some(s));
+            }
+            // Filtered out before any download; kept as a refusal rather than a panic.
+            Err(e) => {
+                s.discard().await;
+                refused.push((p, Err(e.to_string())));
+            }
         }
     }
+    if files.is_empty() {
+        return refused;
+    }
+    let published = std::sync::Mutex::new(Vec::new());
+    let outcome = {
+        let files = &files;
+        let published = &published;
+        let staged = &mut staged;
+        inner
+            .store
+            .register_synced_batch(files, |wanted| {
+                let jobs: Vec<_> = wanted
+                    .into_iter()
+                    .map(|i| {
+                        let object = staged[i].take();
+                        let name = files[i].name.clone();
+                        async move {
+                            let object = object.ok_or("already published")?;
+                            object
+                                .publish(name.clone())
+                                .await
+                                .map_err(|e| format!("cannot publish the download: {e}"))?;
+                            published.lock().expect("not poisoned").push(name);
+                            Ok::<(), String>(())
+                        }
+                    })
+                    .collect();
+                futures_util::future::join_all(jobs)
+            })
+            .await
+    };
+    // Staged objects not published (already registered, or refused) are dropped, which removes
+    // them.
+    drop(staged);
+    match outcome {
+        Ok(results) => {
+            refused.extend(
+                patches
+                    .into_iter()
+                    .zip(results)
+                    .map(|(p, r)| (p, r.map(drop))),
+            );
+        }
+        Err(e) => {
+            for name in published.into_inner().expect("not poisoned") {
+                let _ = inner.storage.delete(&name).await;
+            }
+            let reason = format!("cannot register the download: {e}");
+            refused.extend(patches.into_iter().map(|p| (p, Err(reason.clone()))));
+        }
+    }
+    refused
 }
