@@ -60,6 +60,17 @@ pub fn parse_ca_pem(text: &str, now: OffsetDateTime, require_ca: bool) -> Result
                 rest.len()
             ));
         }
+        // The server loads the bundle with rustls, which is stricter than x509-parser (e.g. the
+        // signature algorithm must match inside and outside the signed part): refuse here what
+        // it would refuse later, while the operator is still looking at `juju config`.
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| {
+                format!(
+                    "certificate {} cannot be used as a trust anchor ({e})",
+                    i + 1
+                )
+            })?;
         let subject = cert.subject().to_string();
         if require_ca {
             let is_ca = cert
