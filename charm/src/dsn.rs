@@ -63,17 +63,24 @@ pub fn first_endpoint(endpoints: &str) -> Result<String, String> {
     if first.is_empty() {
         return Err("`endpoints` is empty".into());
     }
-    let ok = url::Url::parse(&format!("postgresql://{first}"))
-        .ok()
-        .filter(|u| {
-            u.host_str().is_some_and(|h| !h.is_empty())
-                && u.username().is_empty()
-                && u.password().is_none()
-                && matches!(u.path(), "" | "/")
-                && u.query().is_none()
-                && u.fragment().is_none()
-        })
-        .is_some();
+    // url::Url percent-encodes what a host may not hold and would accept it, but the DSN gets
+    // the text as given: only host-name and address characters may pass (found by the databag
+    // fuzz target, where the server then read a host with a control character in it).
+    let plain = first
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c));
+    let ok = plain
+        && url::Url::parse(&format!("postgresql://{first}"))
+            .ok()
+            .filter(|u| {
+                u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            })
+            .is_some();
     if ok {
         Ok(first.to_string())
     } else {
@@ -219,6 +226,9 @@ mod tests {
         check("host/otherdb", Err(()));
         check("host:5432?sslmode=disable", Err(()));
         check("host name", Err(()));
+        check("db=x:5432", Err(()));
+        check("10.0.0.1\u{10}:5432", Err(()));
+        check("db%41:5432", Err(()));
     }
 
     #[test]

@@ -49,16 +49,28 @@ fuzz_target!(|data: &[u8]| {
         assert!(rest.is_empty(), "trailing bytes after a certificate");
         assert_eq!(&cert.subject().to_string(), subject);
         let validity = cert.validity();
-        assert!(validity.not_before.to_datetime() <= now && now <= validity.not_after.to_datetime());
+        assert!(
+            validity.not_before.to_datetime() <= now && now <= validity.not_after.to_datetime()
+        );
         if require_ca {
-            assert!(cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca));
+            assert!(cert
+                .basic_constraints()
+                .ok()
+                .flatten()
+                .is_some_and(|bc| bc.value.ca));
         }
     }
     // Only certificates reach the container: the bundle is exactly their re-encoding.
-    let reencoded: String = certs.iter().map(|c| livepatch_charm::ca::to_pem(c.as_ref())).collect();
+    let reencoded: String = certs
+        .iter()
+        .map(|c| livepatch_charm::ca::to_pem(c.as_ref()))
+        .collect();
     assert_eq!(reencoded, bundle.pem);
     // Validating the bundle again gives the same bundle.
-    assert_eq!(parse_ca_pem(&bundle.pem, now, require_ca).as_ref(), Ok(&bundle));
+    assert_eq!(
+        parse_ca_pem(&bundle.pem, now, require_ca).as_ref(),
+        Ok(&bundle)
+    );
     // The server takes what the charm validated, one root per certificate.
     let roots = root_store_from_pem(bundle.pem.as_bytes())
         .unwrap_or_else(|e| panic!("the charm accepted a CA the server refuses: {e}"));

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use workload::config::{env_name, Config, Kind, KeyDoc, KEYS};
+use workload::config::{env_name, Config, KeyDoc, Kind, KEYS};
 
 /// The input is text: the YAML file, then optionally a line `%%ENV%%` and `NAME=value` lines
 /// (so the seeds are readable files).
@@ -104,10 +104,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let file = serde_yaml_ng::to_string(&pairs).expect("a map of strings serialises");
     let from_file = Config::from_sources(Some(("fuzz.yaml", &file)), Vec::new());
-    let from_env = Config::from_sources(
-        None,
-        pairs.iter().map(|(k, v)| (env_name(k), v.clone())),
-    );
+    let from_env = Config::from_sources(None, pairs.iter().map(|(k, v)| (env_name(k), v.clone())));
     assert_eq!(
         outcome(&from_file),
         outcome(&from_env),

@@ -27,11 +27,17 @@ fn check_raw(s: &str) {
         assert_eq!(p.to_string(), s);
         assert_eq!(PatchFilename::parse(&p.to_string()).as_ref(), Ok(&p));
         // Stored under this name: it must be one safe path component.
-        assert!(!s.contains(['/', '\\', '\0']) && s != "." && s != "..", "{s:?}");
+        assert!(
+            !s.contains(['/', '\\', '\0']) && s != "." && s != "..",
+            "{s:?}"
+        );
         assert!(s.is_ascii(), "{s:?}");
         let prefix = format!("livepatch-{}-", p.kernel);
         let suffix = format!("-{}.tar.bz2", p.architecture);
-        assert!(s.starts_with(&prefix) && s.ends_with(&suffix), "{s:?} vs {p:?}");
+        assert!(
+            s.starts_with(&prefix) && s.ends_with(&suffix),
+            "{s:?} vs {p:?}"
+        );
         let middle = &s[prefix.len()..s.len() - suffix.len()];
         assert_eq!(PatchVersion::parse(middle), Ok(p.version), "{s:?}");
         assert_eq!(PatchVersion::parse(&p.version.to_string()), Ok(p.version));

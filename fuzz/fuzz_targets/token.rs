@@ -89,9 +89,18 @@ fuzz_target!(|data: &[u8]| {
     let forged = serde_json_like(key_id, &extended, &sig);
     match decode_token(&forged).and_then(|d| check_token(&d, &input.root, input.now)) {
         Ok(claims) => {
-            assert_eq!(claims.user, input.user, "an appended caveat changed the user");
-            assert_eq!(claims.session, session, "an appended caveat changed the session");
-            assert!(claims.expires <= input.expires, "an appended caveat extended the token");
+            assert_eq!(
+                claims.user, input.user,
+                "an appended caveat changed the user"
+            );
+            assert_eq!(
+                claims.session, session,
+                "an appended caveat changed the session"
+            );
+            assert!(
+                claims.expires <= input.expires,
+                "an appended caveat extended the token"
+            );
             assert!(input.now < claims.expires);
         }
         Err(_) => {}
@@ -107,7 +116,10 @@ fuzz_target!(|data: &[u8]| {
                 decode_token(&changed).and_then(|d| check_token(&d, &input.root, input.now))
             {
                 let d = decode_token(&changed).unwrap();
-                assert_eq!(d, decoded, "a changed token {changed:?} verified as {claims:?}");
+                assert_eq!(
+                    d, decoded,
+                    "a changed token {changed:?} verified as {claims:?}"
+                );
             }
         }
     }
