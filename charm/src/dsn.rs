@@ -161,6 +161,13 @@ pub fn from_legacy_master(master: &str) -> Result<Sensitive, String> {
     let user = get("user").filter(|u| !u.is_empty()).ok_or("no user")?;
     let password = get("password").unwrap_or_default();
     let dbname = get("dbname").filter(|d| !d.is_empty()).ok_or("no dbname")?;
+    // libpq reads `host=a,b` as several hosts; pgsql providers name one, and taking the first
+    // would drop the port that goes with it (found by the databag fuzz target).
+    if host.contains(',') {
+        return Err(format!(
+            "host {host:?} names several hosts; one is expected"
+        ));
+    }
     let port = get("port").unwrap_or("5432");
     if port.parse::<u16>().is_err() {
         return Err(format!("port {port:?} is not a number"));
@@ -257,6 +264,7 @@ mod tests {
         );
         check("host=h user=u dbname=d", Ok("postgresql://u:@h:5432/d"));
         check("user=u dbname=d", Err("no host"));
+        check("host=a,b port=6432 user=u dbname=d", Err("several hosts"));
         check("host=h user=u dbname=d port=abc", Err("not a number"));
         check("host=h user=u dbname=d password='open", Err("unterminated"));
     }
