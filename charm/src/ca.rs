@@ -49,8 +49,28 @@ pub fn parse_ca_pem(text: &str, now: OffsetDateTime, require_ca: bool) -> Result
     let mut subjects = Vec::new();
     for (i, item) in CertificateDer::pem_slice_iter(text.as_bytes()).enumerate() {
         let der = item.map_err(|e| format!("certificate {} is not valid PEM ({e})", i + 1))?;
-        let (_, cert) = X509Certificate::from_der(der.as_ref())
+        let (rest, cert) = X509Certificate::from_der(der.as_ref())
             .map_err(|e| format!("certificate {} is not an X.509 certificate ({e})", i + 1))?;
+        // The DER is written out as it is: bytes after the certificate would reach the
+        // container's trust store unchecked.
+        if !rest.is_empty() {
+            return Err(format!(
+                "certificate {} has {} stray bytes after it; give the PEM file as the CA issued it",
+                i + 1,
+                rest.len()
+            ));
+        }
+        // The server loads the bundle with rustls, which is stricter than x509-parser (e.g. the
+        // signature algorithm must match inside and outside the signed part): refuse here what
+        // it would refuse later, while the operator is still looking at `juju config`.
+        rustls::RootCertStore::empty()
+            .add(der.clone())
+            .map_err(|e| {
+                format!(
+                    "certificate {} cannot be used as a trust anchor ({e})",
+                    i + 1
+                )
+            })?;
         let subject = cert.subject().to_string();
         if require_ca {
             let is_ca = cert
@@ -172,6 +192,15 @@ pub(crate) mod tests {
         let (leaf, _) = cert(false, now() - Duration::days(1), now() + Duration::days(30));
         let (expired, _) = cert(true, now() - Duration::days(30), now() - Duration::days(1));
         let (future, _) = cert(true, now() + Duration::days(1), now() + Duration::days(30));
+        // A valid certificate with bytes appended inside the same PEM block (found by the
+        // ca_pem fuzz target): the extra bytes would have been written to the trust store.
+        let mut der = CertificateDer::pem_slice_iter(ca.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        der.extend_from_slice(b"trailing");
+        let padded = to_pem(&der);
         let cases = [
             ("not base64 at all!".to_string(), "is not base64"),
             (
@@ -183,6 +212,7 @@ pub(crate) mod tests {
             (b64(&expired), "expired on"),
             (b64(&future), "is not valid before"),
             (b64(&format!("{ca}{key}")), "holds a private key"),
+            (b64(&padded), "8 stray bytes after it"),
             (
                 b64("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
                 "not an X.509 certificate",

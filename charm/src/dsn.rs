@@ -63,17 +63,24 @@ pub fn first_endpoint(endpoints: &str) -> Result<String, String> {
     if first.is_empty() {
         return Err("`endpoints` is empty".into());
     }
-    let ok = url::Url::parse(&format!("postgresql://{first}"))
-        .ok()
-        .filter(|u| {
-            u.host_str().is_some_and(|h| !h.is_empty())
-                && u.username().is_empty()
-                && u.password().is_none()
-                && matches!(u.path(), "" | "/")
-                && u.query().is_none()
-                && u.fragment().is_none()
-        })
-        .is_some();
+    // url::Url percent-encodes what a host may not hold and would accept it, but the DSN gets
+    // the text as given: only host-name and address characters may pass (found by the databag
+    // fuzz target, where the server then read a host with a control character in it).
+    let plain = first
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c));
+    let ok = plain
+        && url::Url::parse(&format!("postgresql://{first}"))
+            .ok()
+            .filter(|u| {
+                u.host_str().is_some_and(|h| !h.is_empty())
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            })
+            .is_some();
     if ok {
         Ok(first.to_string())
     } else {
@@ -154,6 +161,13 @@ pub fn from_legacy_master(master: &str) -> Result<Sensitive, String> {
     let user = get("user").filter(|u| !u.is_empty()).ok_or("no user")?;
     let password = get("password").unwrap_or_default();
     let dbname = get("dbname").filter(|d| !d.is_empty()).ok_or("no dbname")?;
+    // libpq reads `host=a,b` as several hosts; pgsql providers name one, and taking the first
+    // would drop the port that goes with it (found by the databag fuzz target).
+    if host.contains(',') {
+        return Err(format!(
+            "host {host:?} names several hosts; one is expected"
+        ));
+    }
     let port = get("port").unwrap_or("5432");
     if port.parse::<u16>().is_err() {
         return Err(format!("port {port:?} is not a number"));
@@ -219,6 +233,9 @@ mod tests {
         check("host/otherdb", Err(()));
         check("host:5432?sslmode=disable", Err(()));
         check("host name", Err(()));
+        check("db=x:5432", Err(()));
+        check("10.0.0.1\u{10}:5432", Err(()));
+        check("db%41:5432", Err(()));
     }
 
     #[test]
@@ -247,6 +264,7 @@ mod tests {
         );
         check("host=h user=u dbname=d", Ok("postgresql://u:@h:5432/d"));
         check("user=u dbname=d", Err("no host"));
+        check("host=a,b port=6432 user=u dbname=d", Err("several hosts"));
         check("host=h user=u dbname=d port=abc", Err("not a number"));
         check("host=h user=u dbname=d password='open", Err("unterminated"));
     }

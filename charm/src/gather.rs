@@ -290,7 +290,45 @@ pub fn postgres(
     let Some(bag) = remote_app_bag(model, r) else {
         return DbState::Waiting("the provider has not joined yet".into());
     };
-    let offer = relations::postgres_offer(&bag);
+    let mut read_secret = |uri: &str, group: &str| {
+        let label = relations::secret_label(&r.endpoint, r.id, group);
+        model
+            .get_secret(Some(uri), Some(&label))
+            .map_err(|e| e.to_string())
+    };
+    postgres_from_bag(
+        &bag,
+        &mut read_secret,
+        PostgresTarget {
+            database,
+            sslmode,
+            ca_path,
+        },
+        time::OffsetDateTime::now_utc(),
+    )
+}
+
+/// Where a `postgresql_client` DSN points and how it checks TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct PostgresTarget<'a> {
+    /// The database name requested.
+    pub database: &'a str,
+    /// `database.sslmode`.
+    pub sslmode: &'a str,
+    /// Where the provider's CA goes in the container.
+    pub ca_path: &'static str,
+}
+
+/// The model-free half of [`postgres`]: a provider's application bag, and
+/// `read_secret(uri, group)` for the secrets it names, to a DSN or the
+/// reason to wait. Whatever the bag holds, the answer is one or the other.
+pub fn postgres_from_bag(
+    bag: &BTreeMap<String, String>,
+    read_secret: &mut dyn FnMut(&str, &str) -> Result<SecretContent, String>,
+    target: PostgresTarget<'_>,
+    now: time::OffsetDateTime,
+) -> DbState {
+    let offer = relations::postgres_offer(bag);
     let Some(endpoints) = &offer.endpoints else {
         return DbState::Waiting("no endpoints yet".into());
     };
@@ -299,16 +337,13 @@ pub fn postgres(
         Err(e) => return DbState::Waiting(e),
     };
     let (username, password) = match &offer.secret_user {
-        Some(uri) => {
-            let label = relations::secret_label(&r.endpoint, r.id, "user");
-            match model.get_secret(Some(uri), Some(&label)) {
-                Ok(c) => (
-                    c.get("username").map(str::to_string),
-                    c.get("password").map(str::to_string),
-                ),
-                Err(e) => return DbState::Waiting(format!("cannot read secret-user: {e}")),
-            }
-        }
+        Some(uri) => match read_secret(uri, "user") {
+            Ok(c) => (
+                c.get("username").map(str::to_string),
+                c.get("password").map(str::to_string),
+            ),
+            Err(e) => return DbState::Waiting(format!("cannot read secret-user: {e}")),
+        },
         None => (offer.username.clone(), offer.password.clone()),
     };
     let (Some(username), Some(password)) = (
@@ -318,23 +353,20 @@ pub fn postgres(
         return DbState::Waiting("no username and password yet".into());
     };
     let (tls, tls_ca) = match &offer.secret_tls {
-        Some(uri) => {
-            let label = relations::secret_label(&r.endpoint, r.id, "tls");
-            match model.get_secret(Some(uri), Some(&label)) {
-                Ok(c) => (
-                    c.get("tls").map(str::to_string),
-                    c.get("tls-ca").map(str::to_string),
-                ),
-                Err(e) => return DbState::Waiting(format!("cannot read secret-tls: {e}")),
-            }
-        }
+        Some(uri) => match read_secret(uri, "tls") {
+            Ok(c) => (
+                c.get("tls").map(str::to_string),
+                c.get("tls-ca").map(str::to_string),
+            ),
+            Err(e) => return DbState::Waiting(format!("cannot read secret-tls: {e}")),
+        },
         None => (offer.tls.clone(), offer.tls_ca.clone()),
     };
     let ca = if relations::tls_enabled(tls.as_deref()) {
         let Some(text) = tls_ca.filter(|c| !c.trim().is_empty()) else {
             return DbState::Waiting("TLS is on but the provider gave no CA yet".into());
         };
-        match ca::parse_ca_pem(&text, time::OffsetDateTime::now_utc(), false) {
+        match ca::parse_ca_pem(&text, now, false) {
             Ok(bundle) => Some(bundle.pem),
             Err(e) => return DbState::Waiting(format!("the provider's CA {e}")),
         }
@@ -345,10 +377,10 @@ pub fn postgres(
         &username,
         &password,
         &endpoint,
-        database,
+        target.database,
         ca.as_ref().map(|_| Tls {
-            sslmode,
-            root_cert: ca_path,
+            sslmode: target.sslmode,
+            root_cert: target.ca_path,
         }),
     );
     DbState::Ready(DbReady { dsn, ca })

@@ -185,19 +185,13 @@ impl AdminAuth {
                 }
             }
         }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(value)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or(AuthError::Refused(AuthFailure::Malformed))?;
-        let (user, password) = decoded
-            .split_once(':')
-            .ok_or(AuthError::Refused(AuthFailure::Malformed))?;
+        let (user, password) =
+            decode_basic(value).ok_or(AuthError::Refused(AuthFailure::Malformed))?;
+        let user = user.as_str();
         let (known, hash) = match self.users.get(user) {
             Some(h) => (true, h.clone()),
             None => (false, DUMMY_HASH.clone()),
         };
-        let password = password.to_string();
         // bcrypt is deliberately slow: keep it off the async workers.
         let ok =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
@@ -236,18 +230,7 @@ impl AdminAuth {
             format!("expires={}", expires.unix_timestamp()),
             format!("session={session}"),
         ];
-        let sig = chain(&root, &key_id, &caveats);
-        let wire = Wire {
-            v: 1,
-            k: key_id,
-            c: caveats,
-            s: crate::domain::hex(&sig),
-        };
-        let json = serde_json::to_vec(&wire).expect("serialisable");
-        Ok((
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json),
-            expires,
-        ))
+        Ok((encode_token(&root, key_id, caveats), expires))
     }
 
     async fn root_key(&self, id: &uuid::Uuid) -> Result<Option<Vec<u8>>, StoreError> {
@@ -274,44 +257,140 @@ impl AdminAuth {
 
     /// Verifies a token: signature, every caveat, and the session.
     pub async fn verify_token(&self, token: &str) -> Result<String, AuthError> {
-        let bad = AuthError::Refused(AuthFailure::BadToken);
-        let wire: Wire = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(AuthError::Refused(AuthFailure::BadToken))?;
-        if wire.v != 1 || wire.c.len() > 16 {
-            return Err(bad);
-        }
-        let Some(root) = self.root_key(&wire.k).await? else {
+        let decoded = decode_token(token).map_err(AuthError::Refused)?;
+        let Some(root) = self.root_key(&decoded.key_id).await? else {
             // Unknown or expired root key: every token it signed has expired too.
             return Err(AuthError::Refused(AuthFailure::Expired));
         };
-        let expected = crate::domain::hex(&chain(&root, &wire.k, &wire.c));
-        if !bool::from(expected.as_bytes().ct_eq(wire.s.as_bytes())) {
-            return Err(bad);
+        let claims = check_token(&decoded, &root, OffsetDateTime::now_utc().unix_timestamp())
+            .map_err(AuthError::Refused)?;
+        if !self.store.session_valid(&claims.session).await? {
+            return Err(AuthError::Refused(AuthFailure::Expired));
         }
-        // First-party caveats: every one must be understood and satisfied.
-        let (mut user, mut expires, mut session) = (None, None, None);
-        for c in &wire.c {
-            match c.split_once('=') {
-                Some(("user", v)) => user = Some(v.to_string()),
-                Some(("expires", v)) => expires = v.parse::<i64>().ok(),
-                Some(("session", v)) => session = uuid::Uuid::parse_str(v).ok(),
-                _ => return Err(AuthError::Refused(AuthFailure::BadToken)),
+        Ok(claims.user)
+    }
+}
+
+/// Decodes a Basic credential (base64 of `user:password`); `None` when it is not one.
+pub fn decode_basic(value: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The most caveats a token may carry: ours carry three, and a bound keeps a hostile token from
+/// costing more than a few HMACs.
+pub const MAX_CAVEATS: usize = 16;
+
+/// A token taken apart but not yet verified: anything in it may be forged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedToken {
+    /// The root key that signed it.
+    pub key_id: uuid::Uuid,
+    /// Its first-party caveats, in signing order.
+    pub caveats: Vec<String>,
+    /// The hex HMAC chain (a bearer secret: never printed).
+    pub signature: crate::secret::Secret<String>,
+}
+
+/// What a verified token grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The administrator.
+    pub user: String,
+    /// Unix time after which it is refused.
+    pub expires: i64,
+    /// The login session it belongs to.
+    pub session: uuid::Uuid,
+}
+
+/// Encodes a token: the caveats and their HMAC chain under `root`, as URL-safe base64 of JSON.
+pub fn encode_token(root: &[u8], key_id: uuid::Uuid, caveats: Vec<String>) -> String {
+    let sig = chain(root, &key_id, &caveats);
+    let wire = Wire {
+        v: 1,
+        k: key_id,
+        c: caveats,
+        s: crate::domain::hex(&sig),
+    };
+    let json = serde_json::to_vec(&wire).expect("serialisable");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// Takes a presented token apart; refuses anything that is not one of ours (wrong encoding,
+/// version, or more than [`MAX_CAVEATS`] caveats).
+pub fn decode_token(token: &str) -> Result<DecodedToken, AuthFailure> {
+    let wire: Wire = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(AuthFailure::BadToken)?;
+    if wire.v != 1 || wire.c.len() > MAX_CAVEATS {
+        return Err(AuthFailure::BadToken);
+    }
+    Ok(DecodedToken {
+        key_id: wire.k,
+        caveats: wire.c,
+        signature: crate::secret::Secret::new(wire.s),
+    })
+}
+
+/// Checks a decoded token's signature under `root` and every caveat at `now` (Unix seconds).
+///
+/// Anyone holding a token can append caveats and extend the HMAC chain (that is what makes it a
+/// macaroon), so appended caveats may only narrow it: every caveat must hold, a second `user=`
+/// or `session=` must name the same one, and the earliest `expires=` wins.
+pub fn check_token(
+    token: &DecodedToken,
+    root: &[u8],
+    now: i64,
+) -> Result<TokenClaims, AuthFailure> {
+    let expected = crate::domain::hex(&chain(root, &token.key_id, &token.caveats));
+    if !bool::from(
+        expected
+            .as_bytes()
+            .ct_eq(token.signature.expose().as_bytes()),
+    ) {
+        return Err(AuthFailure::BadToken);
+    }
+    fn agree<T: PartialEq>(slot: &mut Option<T>, value: T) -> Result<(), AuthFailure> {
+        match slot {
+            Some(prev) if *prev != value => Err(AuthFailure::BadToken),
+            _ => {
+                *slot = Some(value);
+                Ok(())
             }
         }
-        let (Some(user), Some(expires), Some(session)) = (user, expires, session) else {
-            return Err(AuthError::Refused(AuthFailure::BadToken));
-        };
-        if expires <= OffsetDateTime::now_utc().unix_timestamp() {
-            return Err(AuthError::Refused(AuthFailure::Expired));
-        }
-        if !self.store.session_valid(&session).await? {
-            return Err(AuthError::Refused(AuthFailure::Expired));
-        }
-        Ok(user)
     }
+    let (mut user, mut expires, mut session) = (None, None::<i64>, None);
+    for c in &token.caveats {
+        match c.split_once('=') {
+            Some(("user", v)) => agree(&mut user, v.to_string())?,
+            Some(("expires", v)) => {
+                let v = v.parse::<i64>().map_err(|_| AuthFailure::BadToken)?;
+                expires = Some(expires.map_or(v, |e| e.min(v)));
+            }
+            Some(("session", v)) => agree(
+                &mut session,
+                uuid::Uuid::parse_str(v).map_err(|_| AuthFailure::BadToken)?,
+            )?,
+            _ => return Err(AuthFailure::BadToken),
+        }
+    }
+    let (Some(user), Some(expires), Some(session)) = (user, expires, session) else {
+        return Err(AuthFailure::BadToken);
+    };
+    if expires <= now {
+        return Err(AuthFailure::Expired);
+    }
+    Ok(TokenClaims {
+        user,
+        expires,
+        session,
+    })
 }
 
 #[cfg(test)]
@@ -330,6 +409,61 @@ mod tests {
         );
         assert_ne!(base, chain(b"k1", &id, &c[..1]));
         assert_eq!(base, chain(b"k1", &id, &c));
+    }
+
+    /// Extends a token's HMAC chain with one more caveat, as any holder of the token can.
+    fn attenuate(token: &str, caveat: &str) -> String {
+        let mut d = decode_token(token).unwrap();
+        let sig: Vec<u8> = (0..d.signature.expose().len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&d.signature.expose()[i..i + 2], 16).unwrap())
+            .collect();
+        let mut mac = HmacSha256::new_from_slice(&sig).unwrap();
+        mac.update(caveat.as_bytes());
+        d.caveats.push(caveat.to_string());
+        let wire = Wire {
+            v: 1,
+            k: d.key_id,
+            c: d.caveats,
+            s: crate::domain::hex(&mac.finalize().into_bytes()),
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap())
+    }
+
+    #[test]
+    fn appended_caveats_can_narrow_a_token_but_never_widen_it() {
+        let (root, id, session) = (
+            b"root".as_slice(),
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+        );
+        let token = encode_token(
+            root,
+            id,
+            vec![
+                "user=alice".into(),
+                "expires=2000".into(),
+                format!("session={session}"),
+            ],
+        );
+        let check =
+            |token: &str, now: i64| decode_token(token).and_then(|d| check_token(&d, root, now));
+        assert_eq!(check(&token, 1000).unwrap().user, "alice");
+        // Another user, a later expiry or another session appended by the holder: refused.
+        let as_admin = attenuate(&token, "user=admin");
+        assert_eq!(check(&as_admin, 1000), Err(AuthFailure::BadToken));
+        let later = attenuate(&token, "expires=999999");
+        assert_eq!(check(&later, 3000), Err(AuthFailure::Expired));
+        assert_eq!(check(&later, 1000).unwrap().expires, 2000);
+        let other = attenuate(&token, &format!("session={}", uuid::Uuid::new_v4()));
+        assert_eq!(check(&other, 1000), Err(AuthFailure::BadToken));
+        // An earlier expiry appended: honoured.
+        let sooner = attenuate(&token, "expires=1500");
+        assert_eq!(check(&sooner, 1600), Err(AuthFailure::Expired));
+        assert_eq!(check(&sooner, 1000).unwrap().expires, 1500);
+        // A tampered caveat breaks the chain.
+        let tampered = token.replace('a', "b");
+        assert!(check(&tampered, 1000).is_err());
     }
 
     #[test]

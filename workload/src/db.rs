@@ -277,16 +277,8 @@ impl Dsn {
                     path: path.to_string(),
                     reason,
                 };
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| err(e.to_string()))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| err(e.to_string()))?;
-                if certs.is_empty() {
-                    return Err(err("no PEM certificate in the file".into()));
-                }
-                for c in certs {
-                    roots.add(c).map_err(|e| err(e.to_string()))?;
-                }
+                let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+                roots = root_store_from_pem(&pem).map_err(err)?;
             }
             _ => {
                 let loaded = rustls_native_certs::load_native_certs();
@@ -479,6 +471,22 @@ impl ServerCertVerifier for ChainOnly {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
     }
+}
+
+/// Trust roots from the PEM text of an `sslrootcert` file: every certificate in it, at least
+/// one, each one usable as a trust anchor. Shared by the server and the fuzz targets.
+pub fn root_store_from_pem(pem: &[u8]) -> Result<RootCertStore, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in the file".into());
+    }
+    let mut roots = RootCertStore::empty();
+    for c in certs {
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

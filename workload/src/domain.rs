@@ -28,8 +28,16 @@ fn err(what: &'static str, why: impl Into<String>) -> ParseError {
 }
 
 /// A tier name: `[a-z0-9][a-z0-9-]{0,31}`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TierName(String);
+
+/// Prints as the quoted name, since error messages for people use `{:?}` (`tier "edge"`, not
+/// `tier TierName("edge")`).
+impl fmt::Debug for TierName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 impl TierName {
     /// Parses a tier name.
@@ -146,15 +154,20 @@ fn is_kernel_version(s: &str) -> bool {
     base.len() == 3 && abi.len() == 2 && base.iter().chain(abi.iter()).all(|p| digits(p))
 }
 
+/// `[a-z0-9]+(-[a-z0-9]+)*`; its length is bounded by the string it is part of (a client's kernel,
+/// at most [`KERNEL_MAX`]; a filename, at most 200), so openapi.yaml can state the same grammar
+/// as a plain pattern and length.
 fn is_flavour(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
         && !s.contains("--")
 }
+
+/// The longest kernel string a client may report.
+pub const KERNEL_MAX: usize = 128;
 
 /// A kernel as the grammar and the client name it: version `5.15.0-107.117`, flavour `generic`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -171,18 +184,26 @@ impl Kernel {
         let bad = || {
             err(
                 "kernel",
-                "expected <X.Y.Z-ABI.UPLOAD>-<flavour>, e.g. 5.15.0-107.117-generic",
+                "expected <X.Y.Z-ABI.UPLOAD>-<flavour>, at most 128 characters, e.g. 5.15.0-107.117-generic",
             )
         };
-        // The version has exactly one hyphen; the flavour starts after the second.
-        let mut hyphens = s.match_indices('-').map(|(i, _)| i);
-        let _ = hyphens.next().ok_or_else(bad)?;
-        let split = hyphens.next().ok_or_else(bad)?;
-        let (version, flavour) = (&s[..split], &s[split + 1..]);
-        if !is_kernel_version(version) || !is_flavour(flavour) {
+        if s.len() > KERNEL_MAX {
             return Err(bad());
         }
-        Ok(Self {
+        Self::parse_unbounded(s).ok_or_else(bad)
+    }
+
+    /// The grammar alone: a filename bounds its kernel by its own length.
+    fn parse_unbounded(s: &str) -> Option<Self> {
+        // The version has exactly one hyphen; the flavour starts after the second.
+        let mut hyphens = s.match_indices('-').map(|(i, _)| i);
+        hyphens.next()?;
+        let split = hyphens.next()?;
+        let (version, flavour) = (&s[..split], &s[split + 1..]);
+        if !is_kernel_version(version) || !is_flavour(flavour) {
+            return None;
+        }
+        Some(Self {
             version: version.to_string(),
             flavour: flavour.to_string(),
         })
@@ -246,7 +267,7 @@ impl PatchFilename {
         let architecture = parse_architecture(arch).map_err(|_| bad())?;
         let (rest, version) = rest.rsplit_once('-').ok_or_else(bad)?;
         let version = PatchVersion::parse(version).map_err(|_| bad())?;
-        let kernel = Kernel::parse_client(rest).map_err(|_| bad())?;
+        let kernel = Kernel::parse_unbounded(rest).ok_or_else(bad)?;
         Ok(Self {
             name: s.to_string(),
             kernel,
@@ -500,6 +521,15 @@ mod tests {
         check_tier("edgé", false);
         check_tier("", false);
         check_tier("../x", false);
+    }
+
+    #[test]
+    fn a_tier_name_reads_as_a_quoted_name_in_messages() {
+        let t = TierName::parse("edge").unwrap();
+        assert_eq!(
+            format!("tier {t:?} does not come after {t:?}"),
+            r#"tier "edge" does not come after "edge""#
+        );
     }
 
     #[test]

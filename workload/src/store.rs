@@ -665,7 +665,14 @@ impl Store {
                 }
             };
             let (from_id, from_pos) = pos(from).await?;
-            let (_, to_pos) = pos(to).await?;
+            // 404 is for the tier the URL names; a `to` that does not exist cannot come after
+            // `from` either, which api.md answers with 422.
+            let (_, to_pos) = pos(to).await.map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::Invalid(format!(
+                    "there is no tier {to:?} to promote to: name an existing tier after {from:?}"
+                )),
+                other => other,
+            })?;
             if to_pos <= from_pos {
                 return Err(StoreError::Invalid(format!(
                     "tier {to:?} does not come after {from:?}: promotion goes from earlier to later tiers"

@@ -488,6 +488,19 @@ async fn promotion_places_every_file_of_a_version_and_promote_all_mirrors_the_so
         (r.status.as_u16(), r.error_code().as_str()),
         (422, "unprocessable")
     );
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/admin/tiers/edge/promote-all",
+            Some(&admin),
+            Some(json!({"to": "nowhere"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (422, "unprocessable"),
+        "a missing target tier is not the URL's resource"
+    );
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod process;
 mod proxy;
 mod routes;
 mod schema_tool;
+mod schemathesis;
 mod storage;
 mod sync;
 mod tls;

@@ -47,10 +47,12 @@ struct EnrollResponse {
 
 fn short(field: &str, v: Option<String>, max: usize) -> ApiResult<Option<String>> {
     match v {
-        Some(s) if s.len() > max || s.chars().any(char::is_control) => Err(ApiError::invalid(
-            field,
-            format!("at most {max} characters, no control characters"),
-        )),
+        Some(s) if s.chars().count() > max || s.chars().any(char::is_control) => {
+            Err(ApiError::invalid(
+                field,
+                format!("at most {max} characters, no control characters"),
+            ))
+        }
         other => Ok(other),
     }
 }

@@ -200,7 +200,7 @@ async fn machine_reports(
         })?;
     let body: MachineReports = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest("invalid-json", format!("invalid JSON body: {e}")))?;
-    if body.deployment_id.is_empty() || body.deployment_id.len() > 128 {
+    if body.deployment_id.is_empty() || body.deployment_id.chars().count() > 128 {
         return Err(ApiError::invalid(
             "deployment-id",
             "expected 1 to 128 characters (patch-sync.id of the downstream)",
@@ -219,7 +219,7 @@ async fn machine_reports(
     }
     let mut reports = Vec::with_capacity(body.reports.len());
     for r in body.reports {
-        if r.machine_id.is_empty() || r.machine_id.len() > 128 {
+        if r.machine_id.is_empty() || r.machine_id.chars().count() > 128 {
             return Err(ApiError::invalid(
                 "reports.machine-id",
                 "expected 1 to 128 characters",

@@ -271,7 +271,7 @@ async fn blocklist(
 ) -> ApiResult<ApiJson<BlocklistResponse>> {
     let v = version(&raw)?;
     let reason = body.reason.unwrap_or_default();
-    if reason.len() > 1000 || reason.chars().any(|c| c.is_control() && c != '\n') {
+    if reason.chars().count() > 1000 || reason.chars().any(|c| c.is_control() && c != '\n') {
         return Err(ApiError::invalid(
             "reason",
             "at most 1000 characters, no control characters",
