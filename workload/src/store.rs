@@ -41,6 +41,16 @@ pub enum StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
+        // SQLSTATE class 22 (data exception: a NUL byte in text, a number out of range, …) is
+        // the request's fault, not an outage: answering 503 would have clients retry bad data.
+        if let Some(db) = e.as_db_error() {
+            if db.code().code().starts_with("22") {
+                return StoreError::Invalid(format!(
+                    "the database refused a value: {}",
+                    db.message()
+                ));
+            }
+        }
         StoreError::Unavailable(crate::db::error_chain(&e))
     }
 }
