@@ -88,7 +88,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_do
             "PUT",
             "/v1/client/st-machine",
             &format!("Bearer {auth_token}"),
-            "{}",
+            r#"{"architecture":"amd64","kernel":"5.15.0-107.117-generic"}"#,
         ),
         "machine-token",
     );
